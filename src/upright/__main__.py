@@ -1,0 +1,5 @@
+import sys
+
+from upright.cli import main
+
+sys.exit(main())

@@ -1,0 +1,189 @@
+"""The ``upright`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from upright.models.backbones import BACKBONES
+from upright.models.heads import HEADS
+
+DEFAULT_RUNS = Path("runs")
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '10m', '1h30m' -> seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 90, 90s, 10m or 1h)")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """KEY=VALUE with VALUE read as JSON where it parses (numbers, lists), else a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    from upright.experiments import RECIPES
+
+    p.add_argument("--recipe", default="mnist-published", choices=sorted(RECIPES))
+    p.add_argument("--dataset", help="dataset name (default: the recipe's)")
+    p.add_argument("--backbone", choices=sorted(BACKBONES))
+    p.add_argument("--head", choices=sorted(HEADS))
+    p.add_argument("--backbone-option", action="append", type=parse_option, default=[],
+                   metavar="KEY=VALUE", help="backbone constructor option, e.g. dropout=0.2")
+    p.add_argument("--head-option", action="append", type=parse_option, default=[],
+                   metavar="KEY=VALUE", help="head option, e.g. delta=3 or bins=720")
+    p.add_argument("--exclude", type=int, nargs="*", dest="excluded_groups",
+                   help="classes left out (MNIST default: 0 1 6 8); give none to keep all")
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--limit", type=int, help="use only the first N train and N test images")
+    p.add_argument("--angles-per-epoch", type=int)
+    p.add_argument("--val-angles", type=int)
+    p.add_argument("--test-angles", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--patience", type=int)
+    p.add_argument("--max-time", type=parse_duration, help="training time limit: 90s, 10m, 1h")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--precision", choices=["32-true", "bf16-mixed", "16-mixed"])
+    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS)
+    p.add_argument("--name", help="run folder name (default: recipe and time)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _config_from_args(args: argparse.Namespace, **forced: Any):
+    from upright.experiments import make_config
+
+    fields = ("dataset", "excluded_groups", "val_fraction", "limit", "angles_per_epoch",
+              "val_angles", "test_angles", "batch_size", "lr", "max_epochs", "patience",
+              "max_time", "seed", "precision")
+    overrides: dict[str, Any] = {f: getattr(args, f) for f in fields}
+    model = {k: getattr(args, k) for k in ("backbone", "head") if getattr(args, k)}
+    if args.backbone_option:
+        model["backbone_options"] = dict(args.backbone_option)
+    if args.head_option:
+        model["head_options"] = dict(args.head_option)
+    overrides["model"] = model
+    overrides.update(forced)
+    return make_config(args.recipe, overrides)
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    name = args.name or f"{args.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return args.runs_dir / name
+
+
+def _print_metrics(metrics: dict[str, Any], run_dir: Path) -> None:
+    from upright.evaluation import format_summary
+
+    print(f"test:  {format_summary(metrics['test'])}")
+    print(f"train: {format_summary(metrics['train'])}")
+    print(f"run folder: {run_dir}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from upright.experiments import train_run
+
+    config = _config_from_args(args)
+    run_dir = _run_dir(args)
+    metrics = train_run(config, run_dir, progress=not args.no_progress)
+    _print_metrics(metrics, run_dir)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from upright.experiments import evaluate_run
+
+    metrics = evaluate_run(args.run, progress=not args.no_progress)
+    _print_metrics(metrics, Path(args.run))
+    return 0
+
+
+def cmd_correct(args: argparse.Namespace) -> int:
+    from upright import checkpoint
+    from upright.correction import REPORT_CSV, correct_paths
+
+    model, _ = checkpoint.load(args.model)
+    results = correct_paths(args.paths, model, args.output, canvas=args.canvas, fill=args.fill)
+    failed = [r for r in results if r.action == "failed"]
+    for r in failed:
+        print(f"error: {r.error}", file=sys.stderr)
+    print(f"{len(results) - len(failed)} corrected, {len(failed)} failed; "
+          f"report: {Path(args.output) / REPORT_CSV}")
+    return 1 if failed else 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from upright.quickstart import quickstart
+
+    quickstart(args.runs_dir, args.max_time, progress=not args.no_progress)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="upright", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a recipe into a run folder, then evaluate it")
+    _train_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="re-evaluate a run folder (writes metrics.json)")
+    p.add_argument("run", type=Path)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("correct", help="turn image files upright")
+    p.add_argument("paths", nargs="+", type=Path, help="image files or folders")
+    p.add_argument("--model", required=True, type=Path, help="run or model folder")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    p.add_argument("--canvas", default="same", choices=["same", "expand", "crop"])
+    p.add_argument("--fill", type=float, default=0, help="fill value for uncovered corners")
+    p.set_defaults(func=cmd_correct)
+
+    p = sub.add_parser("quickstart", help="get MNIST, train the published recipe briefly, "
+                       "evaluate it and correct sample test images")
+    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS)
+    p.add_argument("--max-time", type=parse_duration, default=300.0,
+                   help="training time limit (default 5m)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_quickstart)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from upright.checkpoint import ModelLoadError
+    from upright.correction import CorrectionError
+    from upright.data.mirror import DataUnavailableError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataUnavailableError, ModelLoadError, CorrectionError, FileNotFoundError,
+            FileExistsError, ValueError) as exc:
+        print(f"upright: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("upright: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""A run's full configuration: data protocol, model, optimisation. Saved as config.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from upright.models.model import ModelSpec
+
+
+@dataclass
+class TrainConfig:
+    # Data protocol
+    dataset: str = "mnist"
+    excluded_groups: list[int] | None = None  # None: the source's default (MNIST: 0 1 6 8)
+    val_fraction: float = 0.2
+    limit: int | None = None  # keep only the first N train+val and N test source images
+    angles_per_epoch: int = 20  # an epoch shows each training image this many times
+    val_angles: int = 20  # seeded integer angles per validation image
+    test_angles: int = 20  # seeded integer angles per test image (the published protocol)
+    train_eval_images: int = 2000  # training images (x test_angles) for the train metrics
+    integer_angles: bool = True  # training angles are integers, as in the article
+    fill: float = 0.0  # rotation fill, in [0, 1] pixel units (black)
+    # Model
+    model: ModelSpec = field(default_factory=ModelSpec)
+    # Optimisation
+    batch_size: int = 1024
+    eval_batch_size: int = 2048
+    lr: float = 1e-3
+    adam_eps: float = 1e-7  # Keras' Adam default
+    max_epochs: int = 100
+    patience: int = 5
+    max_time: float | None = None  # seconds of training, then stop (best weights kept)
+    seed: int = 0
+    eval_seed: int = 2024  # test and validation angles: the same for every run
+    precision: str = "32-true"
+    num_threads: int | None = None  # torch CPU threads; None: torch's default
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if isinstance(values.get("model"), dict):
+            values["model"] = ModelSpec.from_dict(values["model"])
+        return cls(**values)

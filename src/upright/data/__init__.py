@@ -1,0 +1,1 @@
+"""Datasets: sources (images + group ids), splits, and rotated sets."""

@@ -1,0 +1,83 @@
+"""What every source returns, and the splits made from it (by source image, never after rotation)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class SourceData:
+    """Upright images (uint8, (N, H, W) or (N, H, W, C)) with a group id each.
+
+    ``is_test`` marks the images of the source's predefined test split (MNIST's t10k
+    file, Olivetti's last 12 people); the rest is for training and validation.
+    """
+
+    name: str
+    images: np.ndarray
+    groups: np.ndarray
+    is_test: np.ndarray
+    group_kind: str
+    default_excluded_groups: tuple[int, ...] = ()
+    group_names: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8:
+            raise TypeError(f"{self.name}: images must be uint8, got {self.images.dtype}")
+        if not (len(self.images) == len(self.groups) == len(self.is_test)):
+            raise ValueError(f"{self.name}: images, groups and is_test differ in length")
+
+
+@dataclass
+class Subset:
+    """Some images of a source, with their indices into it."""
+
+    images: np.ndarray
+    groups: np.ndarray
+    indices: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass
+class Splits:
+    train: Subset
+    val: Subset
+    test: Subset
+
+
+def split_source(
+    source: SourceData,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    excluded_groups: Sequence[int] | None = None,
+    limit: int | None = None,
+) -> Splits:
+    """Exclude groups, then split the non-test images into train/val by source image.
+
+    ``limit`` keeps only the first ``limit`` train+val and test images (for quick runs
+    and tests); it is applied after exclusion so counts stay predictable.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    excluded = source.default_excluded_groups if excluded_groups is None else tuple(excluded_groups)
+    keep = ~np.isin(source.groups, np.asarray(excluded, dtype=source.groups.dtype))
+    pool = np.flatnonzero(keep & ~source.is_test)
+    test = np.flatnonzero(keep & source.is_test)
+    if limit is not None:
+        pool, test = pool[:limit], test[:limit]
+    if len(pool) == 0:
+        raise ValueError(f"{source.name}: no training images left after excluding {excluded}")
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(pool)
+    n_val = int(round(val_fraction * len(pool)))
+    val, train = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])
+
+    def subset(idx: np.ndarray) -> Subset:
+        return Subset(source.images[idx], source.groups[idx], idx)
+
+    return Splits(subset(train), subset(val), subset(test))

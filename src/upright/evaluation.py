@@ -1,0 +1,75 @@
+"""Metrics on rotated sets: circular errors first, the article's linear MAE beside them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from upright.angles import circular_difference
+from upright.data.rotated import RotatedSet, to_float_images
+from upright.geometry import rotate_batch
+from upright.models.model import AngleModel
+
+WITHIN_DEGREES = (1, 2, 5, 10)
+
+
+@torch.no_grad()
+def predict_set(model: AngleModel, rotated: RotatedSet, batch_size: int = 2048,
+                fill: float = 0.0, desc: str | None = None) -> np.ndarray:
+    """Predicted angles (degrees) for every item of a rotated set, in order."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = np.empty(len(rotated), dtype=np.float32)
+    pos = 0
+    total = -(-len(rotated) // batch_size)
+    for images, angles in tqdm(rotated.batches(batch_size), total=total, desc=desc,
+                               disable=desc is None, leave=False):
+        x = rotate_batch(to_float_images(images.to(device)), angles.to(device), fill)
+        pred = model.predict_angles(x).cpu().numpy()
+        out[pos:pos + len(pred)] = pred
+        pos += len(pred)
+    return out
+
+
+def summarise(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Circular MAE (primary), linear MAE (as published), median, p95, shares within N degrees."""
+    pred = np.asarray(pred, dtype=np.float64)
+    true = np.asarray(true, dtype=np.float64)
+    err = np.abs(circular_difference(pred, true))
+    summary: dict[str, float] = {
+        "count": int(len(err)),
+        "circular_mae": float(err.mean()) if len(err) else float("nan"),
+        "linear_mae": float(np.abs(pred - true).mean()) if len(err) else float("nan"),
+        "median_error": float(np.median(err)) if len(err) else float("nan"),
+        "p95_error": float(np.percentile(err, 95)) if len(err) else float("nan"),
+    }
+    for d in WITHIN_DEGREES:
+        summary[f"within_{d}"] = float((err <= d).mean()) if len(err) else float("nan")
+    return summary
+
+
+def per_angle(pred: np.ndarray, true: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per true angle: median prediction (unwrapped around the truth, so a prediction of
+    -179 for 175 counts as 181), the plain median prediction (as published) and the
+    median circular error."""
+    table: dict[str, dict[str, float]] = {}
+    for angle in np.unique(true):
+        sel = true == angle
+        diff = circular_difference(pred[sel].astype(np.float64), float(angle))
+        table[str(int(angle)) if float(angle).is_integer() else str(angle)] = {
+            "count": int(sel.sum()),
+            "median_prediction": float(angle + np.median(diff)),
+            "median_prediction_linear": float(np.median(pred[sel])),
+            "median_error": float(np.median(np.abs(diff))),
+        }
+    return table
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """One line a person can read."""
+    return (f"circular MAE {summary['circular_mae']:.2f} deg, linear MAE "
+            f"{summary['linear_mae']:.2f}, median {summary['median_error']:.2f}, "
+            f"within 5 deg {100 * summary['within_5']:.1f}% ({summary['count']:,} images)")

@@ -1,0 +1,154 @@
+"""Named recipes and whole jobs: train a run folder, evaluate it, report its numbers."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from upright import checkpoint, fileio
+from upright.config import TrainConfig
+from upright.data.registry import load_source
+from upright.data.rotated import fixed_angle_set, protocol_set
+from upright.data.source import SourceData, Splits, split_source
+from upright.evaluation import per_angle, predict_set, summarise
+from upright.models.model import AngleModel, ModelSpec
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.npz"
+
+# Named recipes: overrides of TrainConfig's defaults (model keys go to ModelSpec).
+RECIPES: dict[str, dict[str, Any]] = {
+    # The article's MNIST run: published network, softsign*180, Huber(3), Adam 1e-3,
+    # batch 1024, 20% validation, patience 5, at most 100 epochs.
+    "mnist-published": {"dataset": "mnist", "model": {"backbone": "seed_mnist",
+                                                      "head": "softsign180"}},
+}
+
+
+def make_config(recipe: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A recipe's config with some fields replaced (``model`` entries merge into the spec)."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
+    values = json.loads(json.dumps(RECIPES[recipe]))  # deep copy
+    for key, value in (overrides or {}).items():
+        if key == "model":
+            values.setdefault("model", {}).update(value)
+        elif value is not None:
+            values[key] = value
+    config = TrainConfig.from_dict(values)
+    if not isinstance(config.model, ModelSpec):
+        config.model = ModelSpec.from_dict(config.model or {})
+    return config
+
+
+def prepare_data(config: TrainConfig) -> tuple[SourceData, Splits]:
+    source = load_source(config.dataset)
+    splits = split_source(source, config.val_fraction, config.seed, config.excluded_groups,
+                          config.limit)
+    return source, splits
+
+
+def fit_input_format(config: TrainConfig, source: SourceData) -> None:
+    """The model's input size and channels follow the data."""
+    shape = source.images.shape
+    config.model.height, config.model.width = int(shape[1]), int(shape[2])
+    config.model.channels = 1 if len(shape) == 3 else int(shape[3])
+    if len(config.model.mean) != config.model.channels:
+        config.model.mean = [config.model.mean[0]] * config.model.channels
+        config.model.std = [config.model.std[0]] * config.model.channels
+
+
+def train_run(config: TrainConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Train a recipe into ``run_dir``, then evaluate it; returns metrics.json's content."""
+    from upright.training import fit  # Lightning is slow to import: only when training
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    source, splits = prepare_data(config)
+    fit_input_format(config, source)
+    fileio.write_json(run_dir / CONFIG_FILE, config.to_dict())
+    torch.manual_seed(config.seed)
+    model = AngleModel(config.model)
+    training = fit(model, splits, config, run_dir, progress=progress)
+    info = {"data": _data_info(config, splits), "training": training}
+    checkpoint.save(run_dir, model, info)
+    return evaluate_run(run_dir, model=model, splits=splits, progress=progress)
+
+
+def _data_info(config: TrainConfig, splits: Splits) -> dict[str, Any]:
+    return {
+        "dataset": config.dataset,
+        "excluded_groups": config.excluded_groups,
+        "images": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        "test_angles": config.test_angles,
+        "eval_seed": config.eval_seed,
+    }
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing (is {run_dir} a run folder?)")
+    return TrainConfig.from_dict(json.loads(path.read_text()))
+
+
+def evaluate_run(run_dir: str | Path, model: AngleModel | None = None,
+                 splits: Splits | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate a run's model on its data protocol; writes metrics.json and predictions.npz."""
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    if model is None:
+        model, _ = checkpoint.load(run_dir)
+    if splits is None:
+        _, splits = prepare_data(config)
+    started = time.perf_counter()
+    bs, fill = config.eval_batch_size, config.fill
+
+    def run_set(name, images, source_ids, angles_per_image, seed):
+        rotated = protocol_set(images, source_ids, angles_per_image, seed)
+        pred = predict_set(model, rotated, bs, fill, desc=f"evaluate {name}" if progress else None)
+        return rotated, pred
+
+    test_set, test_pred = run_set("test", splits.test.images, splits.test.indices,
+                                  config.test_angles, config.eval_seed)
+    n_train = min(config.train_eval_images, len(splits.train))
+    train_set, train_pred = run_set("train", splits.train.images[:n_train],
+                                    splits.train.indices[:n_train], config.test_angles,
+                                    config.eval_seed + 2)
+    fixed = fixed_angle_set(splits.test.images)
+    fixed_pred = predict_set(model, fixed, bs, fill, desc="evaluate fixed angles" if progress else None)
+
+    metrics = {
+        "test": summarise(test_pred, test_set.angles),
+        "train": summarise(train_pred, train_set.angles),
+        "fixed_angles": {**summarise(fixed_pred, fixed.angles),
+                         "per_angle": per_angle(fixed_pred, fixed.angles)},
+        "per_group": _per_group(test_pred, test_set, splits),
+        "training": checkpoint.read_config(run_dir).get("training", {}),
+        "evaluation_seconds": round(time.perf_counter() - started, 2),
+    }
+    fileio.write_json(run_dir / METRICS_FILE, metrics)
+    fileio.write_with(run_dir / PREDICTIONS_FILE, lambda tmp: np.savez_compressed(
+        str(tmp),
+        test_source=splits.test.indices[test_set.source], test_group=splits.test.groups[test_set.source],
+        test_true=test_set.angles, test_pred=test_pred,
+        fixed_source=splits.test.indices[fixed.source], fixed_true=fixed.angles,
+        fixed_pred=fixed_pred,
+    ))
+    model_info = checkpoint.read_config(run_dir)
+    model_info["metrics"] = {"test": metrics["test"], "train": metrics["train"]}
+    checkpoint.write_config(run_dir, model.spec,
+                            {k: v for k, v in model_info.items() if k not in ("format", "model")})
+    return metrics
+
+
+def _per_group(pred: np.ndarray, rotated, splits: Splits) -> dict[str, dict[str, float]]:
+    groups = splits.test.groups[rotated.source]
+    return {str(int(g)): summarise(pred[groups == g], rotated.angles[groups == g])
+            for g in np.unique(groups)}

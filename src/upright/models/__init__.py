@@ -1,0 +1,1 @@
+"""Models: a backbone (features) plus a head (angle encoding), both from registries."""

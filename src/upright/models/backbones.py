@@ -1,0 +1,75 @@
+"""Backbones: plain ``nn.Module``s mapping (N, C, H, W) images to (N, out_features)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+
+def _glorot(module: nn.Module) -> None:
+    """Keras' default initialisation (glorot uniform, zero bias), for faithful re-creations."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+
+class SeedNet(nn.Module):
+    """The published network (Keras layer order, 'valid' convolutions):
+
+    Conv(16,3x3,relu) - Conv(32,3x3,relu) - MaxPool 2 - Conv(64,3x3,relu) - Dropout -
+    Flatten - Dense(500, relu) - BatchNorm - Dropout - Dense(10, relu). The head adds
+    the last Dense layer and the output activation.
+    """
+
+    def __init__(self, in_channels: int, height: int, width: int,
+                 conv: Sequence[int] = (16, 32, 64), dense: Sequence[int] = (500, 10),
+                 dropout: float = 0.3) -> None:
+        super().__init__()
+        c1, c2, c3 = conv
+        d1, d2 = dense
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, c1, 3), nn.ReLU(),
+            nn.Conv2d(c1, c2, 3), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c2, c3, 3), nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Flatten(),
+        )
+        flat = self.features(torch.zeros(1, in_channels, height, width)).shape[1]
+        self.dense = nn.Sequential(
+            nn.Linear(flat, d1), nn.ReLU(),
+            # Keras BatchNormalization: momentum 0.99 (torch counts 1 - that), eps 1e-3.
+            nn.BatchNorm1d(d1, momentum=0.01, eps=1e-3),
+            nn.Dropout(dropout),
+            nn.Linear(d1, d2), nn.ReLU(),
+        )
+        self.out_features = d2
+        _glorot(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.features(x))
+
+
+def seed_mnist(in_channels: int, height: int, width: int, **options) -> nn.Module:
+    """The article's MNIST network exactly."""
+    return SeedNet(in_channels, height, width, **options)
+
+
+def seed_faces(in_channels: int, height: int, width: int, **options) -> nn.Module:
+    """The article's faces network: "the MNIST network with wider dense layers".
+
+    The article gives no sizes; we chose Dense(1024) - Dense(64): twice the first
+    width and, because 28x28x64 = 50,176 features come out of a 64x64 input, a wider
+    bottleneck than the MNIST net's 10 units.
+    """
+    options.setdefault("dense", (1024, 64))
+    return SeedNet(in_channels, height, width, **options)
+
+
+BACKBONES: dict[str, Callable[..., nn.Module]] = {
+    "seed_mnist": seed_mnist,
+    "seed_faces": seed_faces,
+}

@@ -1,0 +1,63 @@
+"""The angle model: normalisation + backbone + head, built from a JSON-able spec."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from upright.models.backbones import BACKBONES
+from upright.models.heads import HEADS, AngleHead
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild a model without pickles: names, options, input format."""
+
+    backbone: str = "seed_mnist"
+    head: str = "softsign180"
+    backbone_options: dict[str, Any] = field(default_factory=dict)
+    head_options: dict[str, Any] = field(default_factory=dict)
+    channels: int = 1
+    height: int = 28
+    width: int = 28
+    # Pixels are scaled to [0, 1] first; then (x - mean) / std per channel.
+    mean: list[float] = field(default_factory=lambda: [0.0])
+    std: list[float] = field(default_factory=lambda: [1.0])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+class AngleModel(nn.Module):
+    """Takes float images in [0, 1], (N, C, H, W); returns the head's raw output."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        if spec.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {spec.backbone!r}; known: {', '.join(BACKBONES)}")
+        if spec.head not in HEADS:
+            raise ValueError(f"unknown head {spec.head!r}; known: {', '.join(HEADS)}")
+        self.spec = spec
+        self.backbone = BACKBONES[spec.backbone](spec.channels, spec.height, spec.width,
+                                                 **spec.backbone_options)
+        self.head: AngleHead = HEADS[spec.head](self.backbone.out_features, **spec.head_options)
+        self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1),
+                             persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone((images - self.mean) / self.std))
+
+    @torch.no_grad()
+    def predict_angles(self, images: torch.Tensor) -> torch.Tensor:
+        """Angles in degrees, [-180, 180), for float images in [0, 1]."""
+        return self.head.decode(self(images))

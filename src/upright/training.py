@@ -1,0 +1,163 @@
+"""Training with Lightning: the module, the data module and the trainer factory."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from datetime import timedelta
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.loggers import CSVLogger
+
+from upright import checkpoint
+from upright.angles import circular_error
+from upright.config import TrainConfig
+from upright.data.rotated import RotatedSet, SetBatches, TrainBatches, protocol_set, to_float_images
+from upright.data.source import Splits
+from upright.geometry import rotate_batch
+from upright.models.model import AngleModel
+
+BEST_WEIGHTS = "best.safetensors"
+
+
+class AngleModule(L.LightningModule):
+    """Rotates each batch on the device, then fits the model's head loss."""
+
+    def __init__(self, model: AngleModel, config: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.samples_seen = 0
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        images, angles = batch
+        x = rotate_batch(to_float_images(images), angles, self.config.fill)
+        raw = self.model(x)
+        if stage == "train":
+            self.samples_seen += len(angles)
+        loss = self.model.head.loss(raw, angles)
+        mae = circular_error(self.model.head.decode(raw.detach()), angles).mean()
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=len(angles))
+        self.log(f"{stage}_mae", mae, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=len(angles))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.config.lr, eps=self.config.adam_eps)
+
+
+class RotationDataModule(L.LightningDataModule):
+    """Training batches rotated on the fly; a fixed, seeded validation set."""
+
+    def __init__(self, splits: Splits, config: TrainConfig) -> None:
+        super().__init__()
+        self.splits = splits
+        self.config = config
+        self.val_set: RotatedSet = protocol_set(splits.val.images, splits.val.indices,
+                                                config.val_angles, config.eval_seed + 1)
+
+    def train_dataloader(self):
+        batches = TrainBatches(self.splits.train.images, self.config.batch_size,
+                               self.config.angles_per_epoch, self.config.seed,
+                               self.config.integer_angles)
+        return torch.utils.data.DataLoader(batches, batch_size=None)
+
+    def val_dataloader(self):
+        batches = SetBatches(self.val_set, self.config.eval_batch_size)
+        return torch.utils.data.DataLoader(batches, batch_size=None)
+
+
+class KeepBestWeights(Callback):
+    """Writes the weights whenever validation loss improves (safetensors, atomically)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.best = float("inf")
+        self.best_epoch: int | None = None
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        loss = trainer.callback_metrics.get("val_loss")
+        if loss is not None and float(loss) < self.best:
+            self.best = float(loss)
+            self.best_epoch = trainer.current_epoch
+            checkpoint.save_weights(self.path, pl_module.model)
+
+
+def quiet_lightning() -> None:
+    """Lightning's banner lines (GPU available: False, ...) are noise on a CPU tool."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+
+
+def fit(model: AngleModel, splits: Splits, config: TrainConfig, run_dir: Path,
+        progress: bool = True) -> dict:
+    """Train with early stopping; the model ends with its best validation weights."""
+    quiet_lightning()
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    best = KeepBestWeights(run_dir / BEST_WEIGHTS)
+    callbacks = [EarlyStopping(monitor="val_loss", patience=config.patience, mode="min"), best]
+    trainer = L.Trainer(
+        accelerator="auto",
+        devices=1,
+        max_epochs=config.max_epochs,
+        max_time=timedelta(seconds=config.max_time) if config.max_time else None,
+        precision=config.precision,
+        callbacks=callbacks,
+        logger=CSVLogger(save_dir=str(run_dir), name="", version=""),
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+        num_sanity_val_steps=0,
+        log_every_n_steps=50,
+        deterministic=False,
+    )
+    module = AngleModule(model, config)
+    data = RotationDataModule(splits, config)
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    seconds = time.perf_counter() - started
+    if best.best_epoch is None:
+        # Stopped (time limit) before the first validation: keep what we have.
+        checkpoint.save_weights(best.path, model)
+    state = checkpoint.load_file_state(best.path)
+    model.load_state_dict(state)
+    best.path.unlink(missing_ok=True)
+    samples = module.samples_seen
+    return {
+        "epochs": int(trainer.current_epoch),
+        "best_epoch": None if best.best_epoch is None else int(best.best_epoch) + 1,
+        "best_val_loss": None if best.best_epoch is None else best.best,
+        "train_seconds": round(seconds, 2),
+        "samples_seen": int(samples),
+        "images_per_second": round(samples / seconds, 1) if seconds > 0 else None,
+        "stopped_by": _stop_reason(trainer, config),
+    }
+
+
+def _stop_reason(trainer: L.Trainer, config: TrainConfig) -> str:
+    for cb in trainer.callbacks:
+        if isinstance(cb, EarlyStopping) and cb.stopped_epoch > 0:
+            return "early_stopping"
+    if trainer.current_epoch >= config.max_epochs:
+        return "max_epochs"
+    return "max_time" if config.max_time else "finished"

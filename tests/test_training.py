@@ -1,0 +1,100 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from upright import checkpoint
+from upright.data.rotated import protocol_set, to_float_images
+from upright.evaluation import predict_set
+from upright.experiments import evaluate_run, load_run_config, prepare_data
+from upright.geometry import rotate_batch
+
+
+def _epoch_losses(run_dir, key):
+    with open(run_dir / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get(key)]
+    return [float(r[key]) for r in rows]
+
+
+def test_short_training_makes_the_loss_fall(tiny_run):
+    train = _epoch_losses(tiny_run, "train_loss")
+    val = _epoch_losses(tiny_run, "val_loss")
+    assert len(train) == 4 and len(val) == 4
+    assert train[-1] < 0.8 * train[0]
+    assert min(val) < val[0]
+
+
+def test_run_folder_holds_config_checkpoint_and_metrics(tiny_run):
+    names = {p.name for p in tiny_run.iterdir()}
+    assert {"config.json", "model.safetensors", "model.json", "metrics.csv",
+            "metrics.json", "predictions.npz"} <= names
+    model_json = json.loads((tiny_run / "model.json").read_text())
+    assert model_json["model"]["backbone"] == "seed_mnist"
+    assert model_json["model"]["head"] == "softsign180"
+    assert model_json["data"]["images"]["test"] == 800
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    test = metrics["test"]
+    assert test["count"] == 800 * 4
+    for key in ("circular_mae", "linear_mae", "median_error", "p95_error",
+                "within_1", "within_2", "within_5", "within_10"):
+        assert np.isfinite(test[key])
+    assert test["circular_mae"] <= test["linear_mae"] + 1e-9
+    assert 0 <= test["within_1"] <= test["within_5"] <= test["within_10"] <= 1
+    per_angle = metrics["fixed_angles"]["per_angle"]
+    assert sorted(int(a) for a in per_angle) == sorted(
+        [-175, -150, -120, -90, -60, -25, 0, 25, 60, 90, 120, 150, 175])
+    assert model_json["metrics"]["test"] == test
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["seed"] == 3 and config["batch_size"] == 128
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(tiny_run, tmp_path):
+    model, _ = checkpoint.load(tiny_run)
+    config = load_run_config(tiny_run)
+    _, splits = prepare_data(config)
+    rotated = protocol_set(splits.test.images[:64], splits.test.indices[:64], 2, 1)
+    before = predict_set(model, rotated, 32)
+    checkpoint.save(tmp_path / "copy", model, {"note": "copy"})
+    again, info = checkpoint.load(tmp_path / "copy" / "model.json")
+    assert info["note"] == "copy"
+    np.testing.assert_array_equal(before, predict_set(again, rotated, 32))
+    x = rotate_batch(to_float_images(torch.from_numpy(splits.test.images[:8])),
+                     torch.zeros(8))
+    assert torch.equal(model(x), again(x))
+
+
+def test_evaluate_reproduces_the_metrics_exactly(tiny_run):
+    saved = json.loads((tiny_run / "metrics.json").read_text())
+    again = evaluate_run(tiny_run, progress=False)
+    for part in ("test", "train", "fixed_angles", "per_group"):
+        assert again[part] == saved[part]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "model.safetensors").write_bytes(b"garbage"), "safetensors"),
+    (lambda d: (d / "model.json").write_text("{not json"), "JSON"),
+    (lambda d: (d / "model.json").write_text('{"format": "other"}'), "not an upright model"),
+    (lambda d: (d / "model.safetensors").unlink(), "missing"),
+])
+def test_damaged_checkpoints_give_clear_errors(tiny_run, tmp_path, damage, message):
+    import shutil
+
+    copy = tmp_path / "damaged"
+    shutil.copytree(tiny_run, copy)
+    damage(copy)
+    with pytest.raises(checkpoint.ModelLoadError, match=message):
+        checkpoint.load(copy)
+
+
+def test_loading_never_unpickles(tiny_run, monkeypatch):
+    import pickle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("unpickling attempted")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    checkpoint.load(tiny_run)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import needs_mnist
 
+from conftest import needs_mnist
 from upright.data import mnist
 from upright.data.mirror import CACHE_ENV, MIRROR_ENV, DataUnavailableError
 from upright.data.registry import load_source

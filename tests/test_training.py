@@ -98,3 +98,21 @@ def test_loading_never_unpickles(tiny_run, monkeypatch):
     monkeypatch.setattr(pickle, "loads", refuse)
     monkeypatch.setattr(torch, "load", refuse)
     checkpoint.load(tiny_run)
+
+
+def test_blank_content_check_returns_numbers(tiny_run):
+    blank = json.loads((tiny_run / "metrics.json").read_text())["blank_content"]
+    assert blank["count"] == 800 * 4
+    assert 0 <= blank["circular_mae"] <= 180
+    assert 0 <= blank["within_5_modulo_90"] <= 1
+
+
+def test_blank_content_images_keep_only_the_corner_cue():
+    from upright.evaluation import blank_content_set, modulo_90_error
+
+    images = np.random.default_rng(0).integers(0, 255, (3, 8, 8), dtype=np.uint8)
+    blank = blank_content_set(images, np.arange(3), 2, seed=1)
+    for img, original in zip(blank.images, images, strict=True):
+        assert len(np.unique(img)) == 1 and abs(int(img[0, 0]) - original.mean()) <= 0.5
+    np.testing.assert_allclose(modulo_90_error(np.array([95.0, -178.0]), np.array([3.0, 2.0])),
+                               [2.0, 0.0])

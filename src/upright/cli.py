@@ -12,6 +12,7 @@ from typing import Any
 
 from upright.models.backbones import BACKBONES
 from upright.models.heads import HEADS
+from upright.models.model import INPUT_MASKS
 
 DEFAULT_RUNS = Path("runs")
 
@@ -49,6 +50,11 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="KEY=VALUE", help="backbone constructor option, e.g. dropout=0.2")
     p.add_argument("--head-option", action="append", type=parse_option, default=[],
                    metavar="KEY=VALUE", help="head option, e.g. delta=3 or bins=720")
+    p.add_argument("--input-mask", choices=sorted(INPUT_MASKS),
+                   help="circle: black outside the inscribed circle, hides the rotation's corners")
+    p.add_argument("--image-size", type=int, help="folder datasets: model input size (default 64)")
+    p.add_argument("--aspect", choices=["crop", "pad"], help="folder datasets: centre-crop or pad")
+    p.add_argument("--colour", choices=["grey", "rgb"], help="folder datasets: colour mode")
     p.add_argument("--exclude", type=int, nargs="*", dest="excluded_groups",
                    help="classes left out (MNIST default: 0 1 6 8); give none to keep all")
     p.add_argument("--val-fraction", type=float)
@@ -66,6 +72,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS)
     p.add_argument("--name", help="run folder name (default: recipe and time)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-report", action="store_true", help="skip plots and report.html")
 
 
 def _config_from_args(args: argparse.Namespace, **forced: Any):
@@ -73,9 +80,9 @@ def _config_from_args(args: argparse.Namespace, **forced: Any):
 
     fields = ("dataset", "excluded_groups", "val_fraction", "limit", "angles_per_epoch",
               "val_angles", "test_angles", "batch_size", "lr", "max_epochs", "patience",
-              "max_time", "seed", "precision")
+              "max_time", "seed", "precision", "image_size", "aspect", "colour")
     overrides: dict[str, Any] = {f: getattr(args, f) for f in fields}
-    model = {k: getattr(args, k) for k in ("backbone", "head") if getattr(args, k)}
+    model = {k: getattr(args, k) for k in ("backbone", "head", "input_mask") if getattr(args, k)}
     if args.backbone_option:
         model["backbone_options"] = dict(args.backbone_option)
     if args.head_option:
@@ -88,6 +95,12 @@ def _config_from_args(args: argparse.Namespace, **forced: Any):
 def _run_dir(args: argparse.Namespace) -> Path:
     name = args.name or f"{args.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
     return args.runs_dir / name
+
+
+def _command_line() -> str:
+    import shlex
+
+    return "upright " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def _print_metrics(metrics: dict[str, Any], run_dir: Path) -> None:
@@ -103,7 +116,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _config_from_args(args)
     run_dir = _run_dir(args)
-    metrics = train_run(config, run_dir, progress=not args.no_progress)
+    metrics = train_run(config, run_dir, progress=not args.no_progress, report=not args.no_report,
+                        command=_command_line())
     _print_metrics(metrics, run_dir)
     return 0
 
@@ -111,8 +125,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from upright.experiments import evaluate_run
 
-    metrics = evaluate_run(args.run, progress=not args.no_progress)
+    metrics = evaluate_run(args.run, progress=not args.no_progress, report=not args.no_report)
     _print_metrics(metrics, Path(args.run))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from upright.report import write_report
+
+    html_path, md_path = write_report(args.run)
+    print(f"report: {html_path} and {md_path}")
     return 0
 
 
@@ -137,6 +159,21 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from upright.compare import compare
+    from upright.experiments import make_config
+
+    config = _config_from_args(args)  # validates the options
+    overrides = {k: v for k, v in config.to_dict().items()
+                 if v != make_config(args.recipe).to_dict().get(k)}
+    out = args.output or args.runs_dir / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    compare(args.heads, args.runs, out, args.recipe, overrides, progress=not args.no_progress,
+            report=not args.no_report)
+    print((Path(out) / "compare.md").read_text())
+    print(f"comparison folder: {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="upright", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,10 +182,23 @@ def build_parser() -> argparse.ArgumentParser:
     _train_arguments(p)
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("compare", help="train every chosen head under the same budget, N runs "
+                       "each, and tabulate them (compare.md, compare.json, compare.png)")
+    _train_arguments(p)
+    p.add_argument("--heads", nargs="+", default=sorted(HEADS), choices=sorted(HEADS))
+    p.add_argument("--runs", type=int, default=3, help="runs (seeds 0..N-1) per head")
+    p.add_argument("-o", "--output", type=Path, help="comparison folder")
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("evaluate", help="re-evaluate a run folder (writes metrics.json)")
     p.add_argument("run", type=Path)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-report", action="store_true", help="skip plots and report.html")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="draw a run's plots and write report.html and report.md")
+    p.add_argument("run", type=Path)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("correct", help="turn image files upright")
     p.add_argument("paths", nargs="+", type=Path, help="image files or folders")
@@ -176,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    # RunFolderError (plots) is a FileNotFoundError.
     except (DataUnavailableError, ModelLoadError, CorrectionError, FileNotFoundError,
             FileExistsError, ValueError) as exc:
         print(f"upright: error: {exc}", file=sys.stderr)

@@ -19,8 +19,14 @@ class TrainConfig:
     val_angles: int = 20  # seeded integer angles per validation image
     test_angles: int = 20  # seeded integer angles per test image (the published protocol)
     train_eval_images: int = 2000  # training images (x test_angles) for the train metrics
+    grid_images: int = 100  # test images in the before/after grid
     integer_angles: bool = True  # training angles are integers, as in the article
     fill: float = 0.0  # rotation fill, in [0, 1] pixel units (black)
+    # Folder sources only (``folder:PATH``): model input size, aspect policy, colour, test share
+    image_size: int = 64
+    aspect: str = "crop"  # "crop": centre-crop to a square; "pad": pad to a square with black
+    colour: str = "grey"  # "grey" or "rgb"
+    test_fraction: float = 0.2
     # Model
     model: ModelSpec = field(default_factory=ModelSpec)
     # Optimisation

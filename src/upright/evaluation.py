@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from upright.angles import circular_difference
-from upright.data.rotated import RotatedSet, to_float_images
+from upright.data.rotated import RotatedSet, protocol_set, to_float_images
 from upright.geometry import rotate_batch
 from upright.models.model import AngleModel
 
@@ -66,6 +66,28 @@ def per_angle(pred: np.ndarray, true: np.ndarray) -> dict[str, dict[str, float]]
             "median_error": float(np.median(np.abs(diff))),
         }
     return table
+
+
+def modulo_90_error(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Error ignoring whole quarter turns: what a model reading only the corners can get right."""
+    d = np.abs(circular_difference(np.asarray(pred, np.float64), np.asarray(true, np.float64))) % 90
+    return np.minimum(d, 90 - d)
+
+
+def blank_content_set(images: np.ndarray, source_ids: np.ndarray, angles_per_image: int,
+                      seed: int) -> RotatedSet:
+    """The evaluation set with every image's content replaced by its mean grey level: after
+    rotation only the black corners remain, so any skill left comes from the border cue."""
+    flat = images.reshape(len(images), -1).mean(axis=1).round().astype(np.uint8)
+    blank = np.broadcast_to(flat.reshape((-1,) + (1,) * (images.ndim - 1)), images.shape).copy()
+    return protocol_set(blank, source_ids, angles_per_image, seed)
+
+
+def border_cue(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Scores on blank-content images: chance is circular MAE 90 and 11% within 5 modulo 90."""
+    mod90 = modulo_90_error(pred, true)
+    return {**summarise(pred, true), "within_5_modulo_90": float((mod90 <= 5).mean()),
+            "mae_modulo_90": float(mod90.mean())}
 
 
 def format_summary(summary: dict[str, Any]) -> str:

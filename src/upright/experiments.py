@@ -12,15 +12,19 @@ import torch
 
 from upright import checkpoint, fileio
 from upright.config import TrainConfig
+from upright.data.olivetti import OLIVETTI_PIXEL_MAX
 from upright.data.registry import load_source
-from upright.data.rotated import fixed_angle_set, protocol_set
+from upright.data.rotated import RotatedSet, fixed_angle_set, protocol_angles, protocol_set, to_float_images
 from upright.data.source import SourceData, Splits, split_source
-from upright.evaluation import per_angle, predict_set, summarise
+from upright.evaluation import blank_content_set, border_cue, per_angle, predict_set, summarise
+from upright.geometry import rotate_batch
 from upright.models.model import AngleModel, ModelSpec
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
+SAMPLES_FILE = "samples.npz"
+BLANK_CONTENT_IMAGES = 1000  # test images whose blanked copies measure the border cue
 
 # Named recipes: overrides of TrainConfig's defaults (model keys go to ModelSpec).
 RECIPES: dict[str, dict[str, Any]] = {
@@ -28,6 +32,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     # batch 1024, 20% validation, patience 5, at most 100 epochs.
     "mnist-published": {"dataset": "mnist", "model": {"backbone": "seed_mnist",
                                                       "head": "softsign180"}},
+    # The article's faces run: people 1-28 train, 29-40 test, batch 32, pixels scaled by
+    # scikit-learn to [0, 1] (x / max), the faces network.
+    "faces-published": {"dataset": "olivetti", "batch_size": 32, "eval_batch_size": 512,
+                        "train_eval_images": 224, "grid_images": 36,
+                        "model": {"backbone": "seed_faces", "head": "softsign180",
+                                  "mean": [0.0], "std": [OLIVETTI_PIXEL_MAX / 255]}},
 }
 
 
@@ -48,7 +58,9 @@ def make_config(recipe: str, overrides: dict[str, Any] | None = None) -> TrainCo
 
 
 def prepare_data(config: TrainConfig) -> tuple[SourceData, Splits]:
-    source = load_source(config.dataset)
+    source = load_source(config.dataset, image_size=config.image_size, aspect=config.aspect,
+                         colour=config.colour, test_fraction=config.test_fraction,
+                         seed=config.seed)
     splits = split_source(source, config.val_fraction, config.seed, config.excluded_groups,
                           config.limit)
     return source, splits
@@ -64,8 +76,10 @@ def fit_input_format(config: TrainConfig, source: SourceData) -> None:
         config.model.std = [config.model.std[0]] * config.model.channels
 
 
-def train_run(config: TrainConfig, run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Train a recipe into ``run_dir``, then evaluate it; returns metrics.json's content."""
+def train_run(config: TrainConfig, run_dir: str | Path, progress: bool = True, report: bool = True,
+              command: str | None = None) -> dict[str, Any]:
+    """Train a recipe into ``run_dir``, then evaluate it (and write its report unless told
+    not to); returns metrics.json's content."""
     from upright.training import fit  # Lightning is slow to import: only when training
 
     run_dir = Path(run_dir)
@@ -76,9 +90,20 @@ def train_run(config: TrainConfig, run_dir: str | Path, progress: bool = True) -
     torch.manual_seed(config.seed)
     model = AngleModel(config.model)
     training = fit(model, splits, config, run_dir, progress=progress)
-    info = {"data": _data_info(config, splits), "training": training}
+    info = {"data": _data_info(config, splits), "training": training,
+            "made_by": made_by(command)}
     checkpoint.save(run_dir, model, info)
-    return evaluate_run(run_dir, model=model, splits=splits, progress=progress)
+    return evaluate_run(run_dir, model=model, splits=splits, progress=progress, report=report)
+
+
+def made_by(command: str | None) -> dict[str, Any]:
+    """How a run was made: the command line and the versions that matter."""
+    import platform
+
+    import upright
+
+    return {"command": command or "", "upright": upright.__version__, "torch": torch.__version__,
+            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def _data_info(config: TrainConfig, splits: Splits) -> dict[str, Any]:
@@ -99,7 +124,8 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
 
 
 def evaluate_run(run_dir: str | Path, model: AngleModel | None = None,
-                 splits: Splits | None = None, progress: bool = True) -> dict[str, Any]:
+                 splits: Splits | None = None, progress: bool = True,
+                 report: bool = True) -> dict[str, Any]:
     """Evaluate a run's model on its data protocol; writes metrics.json and predictions.npz."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
@@ -121,6 +147,11 @@ def evaluate_run(run_dir: str | Path, model: AngleModel | None = None,
     train_set, train_pred = run_set("train", splits.train.images[:n_train],
                                     splits.train.indices[:n_train], config.test_angles,
                                     config.eval_seed + 2)
+    n_blank = min(BLANK_CONTENT_IMAGES, len(splits.test))
+    blank = blank_content_set(splits.test.images[:n_blank], splits.test.indices[:n_blank],
+                              config.test_angles, config.eval_seed)
+    blank_pred = predict_set(model, blank, bs, fill)
+    _save_samples(run_dir / SAMPLES_FILE, model, splits, config)
     fixed = fixed_angle_set(splits.test.images)
     fixed_pred = predict_set(model, fixed, bs, fill, desc="evaluate fixed angles" if progress else None)
 
@@ -130,6 +161,7 @@ def evaluate_run(run_dir: str | Path, model: AngleModel | None = None,
         "fixed_angles": {**summarise(fixed_pred, fixed.angles),
                          "per_angle": per_angle(fixed_pred, fixed.angles)},
         "per_group": _per_group(test_pred, test_set, splits),
+        "blank_content": border_cue(blank_pred, blank.angles),
         "training": checkpoint.read_config(run_dir).get("training", {}),
         "evaluation_seconds": round(time.perf_counter() - started, 2),
     }
@@ -145,7 +177,25 @@ def evaluate_run(run_dir: str | Path, model: AngleModel | None = None,
     model_info["metrics"] = {"test": metrics["test"], "train": metrics["train"]}
     checkpoint.write_config(run_dir, model.spec,
                             {k: v for k, v in model_info.items() if k not in ("format", "model")})
+    if report:
+        from upright.report import write_report  # matplotlib: only when drawing
+
+        write_report(run_dir)
     return metrics
+
+
+def _save_samples(path: Path, model: AngleModel, splits: Splits, config: TrainConfig) -> None:
+    """A seeded shuffle's first test images, rotated, with predictions: for the before/after grid."""
+    order = np.random.default_rng(config.eval_seed).permutation(len(splits.test))[:config.grid_images]
+    angles = protocol_angles(splits.test.indices[order], 1, config.eval_seed + 3)[:, 0]
+    rotated = RotatedSet(splits.test.images, order, angles)
+    pred = predict_set(model, rotated, config.eval_batch_size, config.fill)
+    images = rotate_batch(to_float_images(torch.from_numpy(splits.test.images[order])),
+                          torch.from_numpy(angles.astype(np.float32)), config.fill)
+    pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    pixels = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+    fileio.write_with(path, lambda tmp: np.savez_compressed(
+        str(tmp), images=pixels, true=angles, pred=pred, source=splits.test.indices[order]))
 
 
 def _per_group(pred: np.ndarray, rotated, splits: Splits) -> dict[str, dict[str, float]]:

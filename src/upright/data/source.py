@@ -23,6 +23,7 @@ class SourceData:
     group_kind: str
     default_excluded_groups: tuple[int, ...] = ()
     group_names: dict[int, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # files that could not be read
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8:

@@ -26,25 +26,25 @@ class SeedNet(nn.Module):
 
     def __init__(self, in_channels: int, height: int, width: int,
                  conv: Sequence[int] = (16, 32, 64), dense: Sequence[int] = (500, 10),
-                 dropout: float = 0.3) -> None:
+                 dropout: float = 0.3, bn_momentum: float = 0.99) -> None:
         super().__init__()
         c1, c2, c3 = conv
         d1, d2 = dense
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 3), nn.ReLU(),
-            nn.Conv2d(c1, c2, 3), nn.ReLU(),
+            nn.Conv2d(in_channels, c1, 3), nn.ReLU(inplace=True),
+            nn.Conv2d(c1, c2, 3), nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-            nn.Conv2d(c2, c3, 3), nn.ReLU(),
+            nn.Conv2d(c2, c3, 3), nn.ReLU(inplace=True),
             nn.Dropout(dropout),
             nn.Flatten(),
         )
         flat = self.features(torch.zeros(1, in_channels, height, width)).shape[1]
         self.dense = nn.Sequential(
-            nn.Linear(flat, d1), nn.ReLU(),
+            nn.Linear(flat, d1), nn.ReLU(inplace=True),
             # Keras BatchNormalization: momentum 0.99 (torch counts 1 - that), eps 1e-3.
-            nn.BatchNorm1d(d1, momentum=0.01, eps=1e-3),
+            nn.BatchNorm1d(d1, momentum=1.0 - bn_momentum, eps=1e-3),
             nn.Dropout(dropout),
-            nn.Linear(d1, d2), nn.ReLU(),
+            nn.Linear(d1, d2), nn.ReLU(inplace=True),
         )
         self.out_features = d2
         _glorot(self)

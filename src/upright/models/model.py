@@ -12,6 +12,20 @@ from upright.models.backbones import BACKBONES
 from upright.models.heads import HEADS, AngleHead
 
 
+def _no_mask(height: int, width: int) -> torch.Tensor:
+    return torch.ones(1, 1, height, width)
+
+
+def _circle_mask(height: int, width: int) -> torch.Tensor:
+    y = torch.arange(height, dtype=torch.float32)[:, None] - (height - 1) / 2
+    x = torch.arange(width, dtype=torch.float32)[None, :] - (width - 1) / 2
+    radius = min(height, width) / 2 - 1  # one pixel in: bilinear edges blend in the fill
+    return (x**2 + y**2 <= radius**2).to(torch.float32)[None, None]
+
+
+INPUT_MASKS = {"none": _no_mask, "circle": _circle_mask}
+
+
 @dataclass
 class ModelSpec:
     """Everything needed to rebuild a model without pickles: names, options, input format."""
@@ -26,6 +40,9 @@ class ModelSpec:
     # Pixels are scaled to [0, 1] first; then (x - mean) / std per channel.
     mean: list[float] = field(default_factory=lambda: [0.0])
     std: list[float] = field(default_factory=lambda: [1.0])
+    # "circle": black outside the inscribed circle, applied to every input (train, test,
+    # correction) so the corners a rotation leaves carry no clue about the angle.
+    input_mask: str = "none"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

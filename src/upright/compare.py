@@ -1,0 +1,172 @@
+"""``upright compare``: the article's output-activation comparison, plus circular heads.
+
+Same dataset, backbone, data order (seed) and training budget for every head; N runs
+each. Writes compare.json, compare.md (with the wrap-around study) and compare.png.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from upright import checkpoint, fileio
+from upright.angles import circular_error
+from upright.data.rotated import FIXED_ANGLES, fixed_angle_set
+from upright.evaluation import per_angle, predict_set, summarise
+from upright.experiments import PREDICTIONS_FILE, make_config, prepare_data, train_run
+
+# The fixed angles plus the neighbours of the seam at +-180.
+SEAM_ANGLES = tuple(sorted(set(FIXED_ANGLES) | {-180, -179, -178, 178, 179, -170, 170}))
+NEAR_SEAM = 170.0  # |true angle| above this counts as "near +-180"
+
+
+def run_metrics(run_dir: Path, seam_images: np.ndarray, batch_size: int, fill: float) -> dict:
+    """One run's numbers for the comparison table."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    with np.load(run_dir / PREDICTIONS_FILE, allow_pickle=False) as data:
+        true, pred = data["test_true"], data["test_pred"]
+    near = np.abs(true) > NEAR_SEAM
+    err = circular_error(pred.astype(np.float64), true.astype(np.float64))
+    model, _ = checkpoint.load(run_dir)
+    seam = fixed_angle_set(seam_images, SEAM_ANGLES)
+    seam_pred = predict_set(model, seam, batch_size, fill)
+    return {
+        "run": run_dir.name,
+        "epochs": metrics["training"].get("epochs"),
+        "train_within_5": metrics["train"]["within_5"],
+        "test_within_5": metrics["test"]["within_5"],
+        "test_circular_mae": metrics["test"]["circular_mae"],
+        "test_linear_mae": metrics["test"]["linear_mae"],
+        "test_within_5_near_seam": float((err[near] <= 5).mean()) if near.any() else float("nan"),
+        "test_mae_near_seam": float(err[near].mean()) if near.any() else float("nan"),
+        "test_mae_elsewhere": float(err[~near].mean()),
+        "seam_per_angle": per_angle(seam_pred, seam.angles),
+        "seam_summary": summarise(seam_pred, seam.angles),
+    }
+
+
+def _mean_sd(values: list[float]) -> dict[str, float]:
+    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
+
+
+def compare(heads: list[str], runs: int, out_dir: str | Path, recipe: str = "mnist-published",
+            overrides: dict[str, Any] | None = None, progress: bool = True,
+            report: bool = True) -> dict[str, Any]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    overrides = dict(overrides or {})
+    base = make_config(recipe, overrides)
+    _, splits = prepare_data(base)
+    per_head: dict[str, list[dict]] = {}
+    for head in heads:
+        per_head[head] = []
+        for seed in range(runs):
+            model = {**overrides.get("model", {}), "head": head}
+            config = make_config(recipe, {**overrides, "model": model, "seed": seed})
+            run_dir = out_dir / f"{head}-seed{seed}"
+            if progress:
+                print(f"[compare] {head} run {seed + 1}/{runs} -> {run_dir}", flush=True)
+            train_run(config, run_dir, progress=progress, report=report)
+            per_head[head].append(run_metrics(run_dir, splits.test.images, config.eval_batch_size,
+                                              config.fill))
+    table = _table(per_head)
+    result = {"recipe": recipe, "overrides": overrides, "runs_per_head": runs,
+              "near_seam_threshold": NEAR_SEAM, "heads": table, "runs": per_head}
+    fileio.write_json(out_dir / "compare.json", result)
+    fileio.write_text(out_dir / "compare.md", to_markdown(result))
+    _bar_chart(table, out_dir / "compare.png")
+    return result
+
+
+SUMMARY_KEYS = ("epochs", "train_within_5", "test_within_5", "test_circular_mae", "test_linear_mae",
+                "test_within_5_near_seam", "test_mae_near_seam", "test_mae_elsewhere")
+
+
+def _table(per_head: dict[str, list[dict]]) -> dict[str, dict]:
+    table = {}
+    for head, runs in per_head.items():
+        row = {key: _mean_sd([r[key] for r in runs]) for key in SUMMARY_KEYS}
+        angles = runs[0]["seam_per_angle"].keys()
+        row["seam_median_error"] = {
+            a: float(np.mean([r["seam_per_angle"][a]["median_error"] for r in runs])) for a in angles}
+        row["seam_median_prediction"] = {
+            a: float(np.mean([r["seam_per_angle"][a]["median_prediction_linear"] for r in runs]))
+            for a in angles}
+        table[head] = row
+    return table
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    table = result["heads"]
+    pct = lambda s: f"{100 * s['mean']:.1f} ± {100 * s['sd']:.1f}"  # noqa: E731
+    num = lambda s: f"{s['mean']:.2f} ± {s['sd']:.2f}"  # noqa: E731
+    lines = [
+        f"# Head comparison ({result['recipe']}, {result['runs_per_head']} runs per head)",
+        "",
+        f"Overrides: `{json.dumps(result['overrides'])}`. Mean ± sd over runs; shares in %.",
+        "",
+        "| head | epochs | train ±5° | test ±5° | test circular MAE | test linear MAE "
+        f"| test ±5° at abs(angle) > {result['near_seam_threshold']:.0f} |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for head, row in table.items():
+        lines.append(f"| {head} | {num(row['epochs'])} | {pct(row['train_within_5'])} | "
+                     f"{pct(row['test_within_5'])} | {num(row['test_circular_mae'])} | "
+                     f"{num(row['test_linear_mae'])} | {pct(row['test_within_5_near_seam'])} |")
+    angles = list(next(iter(table.values()))["seam_median_error"].keys())
+    lines += [
+        "",
+        "## Wrap-around study",
+        "",
+        "Circular MAE near ±180 (true angle beyond ±170) against elsewhere, on the test set:",
+        "",
+        "| head | MAE near ±180 | MAE elsewhere |",
+        "|---|---|---|",
+    ]
+    for head, row in table.items():
+        lines.append(f"| {head} | {num(row['test_mae_near_seam'])} | {num(row['test_mae_elsewhere'])} |")
+    lines += [
+        "",
+        "Median circular error per true angle on the fixed-angle set extended by the seam's "
+        "neighbours (mean over runs):",
+        "",
+        "| head | " + " | ".join(angles) + " |",
+        "|---|" + "---|" * len(angles),
+    ]
+    for head, row in table.items():
+        lines.append(f"| {head} | " + " | ".join(f"{row['seam_median_error'][a]:.1f}"
+                                                 for a in angles) + " |")
+    lines += ["", "Median predicted angle per true angle (plain median, as published):", "",
+              "| head | " + " | ".join(angles) + " |", "|---|" + "---|" * len(angles)]
+    for head, row in table.items():
+        lines.append(f"| {head} | " + " | ".join(f"{row['seam_median_prediction'][a]:.1f}"
+                                                 for a in angles) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _bar_chart(table: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    heads = list(table)
+    x = np.arange(len(heads))
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(heads)), 4.5), dpi=100)
+    for offset, key, label in ((-0.2, "test_within_5", "all test angles"),
+                               (0.2, "test_within_5_near_seam", "|angle| > 170")):
+        means = [100 * table[h][key]["mean"] for h in heads]
+        sds = [100 * table[h][key]["sd"] for h in heads]
+        ax.bar(x + offset, means, 0.4, yerr=sds, capsize=3, label=label)
+    ax.set_xticks(x, heads)
+    ax.set_ylabel("test predictions within ±5° (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Output heads compared")
+    ax.legend()
+    fig.tight_layout()
+    fileio.write_with(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)

@@ -1,0 +1,202 @@
+"""Figures of a run, drawn only from its folder (metrics.csv, metrics.json, predictions.npz,
+samples.npz); never from a live model."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from upright import fileio  # noqa: E402
+from upright.angles import circular_difference  # noqa: E402
+from upright.geometry import rotate_image  # noqa: E402
+
+PLOTS_DIR = "plots"
+DPI = 100
+
+
+class RunFolderError(FileNotFoundError):
+    """A run folder lacks a file a plot needs."""
+
+
+def _need(run_dir: Path, name: str, made_by: str) -> Path:
+    path = run_dir / name
+    if not path.is_file():
+        raise RunFolderError(f"{path}: missing ({made_by} writes it); cannot draw the plots")
+    return path
+
+
+def _save(fig, path: Path) -> Path:
+    fileio.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+    plt.close(fig)
+    return path
+
+
+def read_learning_log(run_dir: Path) -> dict[str, dict[int, float]]:
+    """Per-epoch values of each logged column from Lightning's metrics.csv."""
+    path = _need(run_dir, "metrics.csv", "training")
+    curves: dict[str, dict[int, float]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if key not in ("epoch", "step") and value not in ("", None):
+                    curves.setdefault(key, {})[int(row["epoch"]) + 1] = float(value)
+    if not curves:
+        raise RunFolderError(f"{path}: holds no logged epoch")
+    return curves
+
+
+def learning_curves(run_dir: Path, out: Path) -> Path:
+    curves = read_learning_log(run_dir)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, kind, label in ((axes[0], "loss", "loss (head's training loss)"),
+                            (axes[1], "mae", "circular MAE (degrees)")):
+        for stage, style in (("train", "o-"), ("val", "s--")):
+            values = curves.get(f"{stage}_{kind}", {})
+            if values:
+                epochs = sorted(values)
+                ax.plot(epochs, [values[e] for e in epochs], style, label=stage)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_title(f"Learning curve: {kind}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _predictions(run_dir: Path) -> dict[str, np.ndarray]:
+    path = _need(run_dir, "predictions.npz", "evaluation")
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def fixed_angle_plots(run_dir: Path, out: Path) -> Path:
+    """Predicted vs true on the fixed-angle set: scatter, box plot, per-angle median table."""
+    pred = _predictions(run_dir)
+    true, predicted = pred["fixed_true"].astype(float), pred["fixed_pred"].astype(float)
+    angles = np.unique(true)
+    # Unwrap each prediction around its truth, so a miss across +-180 shows as a miss.
+    unwrapped = true + circular_difference(predicted, true)
+    fig = plt.figure(figsize=(15, 5.2))
+    grid = fig.add_gridspec(1, 3, width_ratios=[1, 1.3, 0.55])
+    ax = fig.add_subplot(grid[0])
+    rng = np.random.default_rng(0)
+    ax.scatter(true + rng.uniform(-3, 3, len(true)), predicted, s=2, alpha=0.15, label="prediction")
+    ax.scatter(angles, angles, marker="x", color="red", s=60, label="ideal", zorder=3)
+    ax.set_xlabel("true angle (degrees)")
+    ax.set_ylabel("predicted angle (degrees)")
+    ax.set_title("Predicted vs true, fixed angles")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    ax = fig.add_subplot(grid[1])
+    ax.boxplot([unwrapped[true == a] for a in angles], positions=range(len(angles)),
+               showfliers=False, widths=0.6)
+    ax.scatter(range(len(angles)), angles, marker="x", color="red", zorder=3, label="ideal")
+    ax.set_xticks(range(len(angles)), [f"{a:g}" for a in angles])
+    ax.set_xlabel("true angle (degrees)")
+    ax.set_ylabel("predicted angle, unwrapped (degrees)")
+    ax.set_title("Predictions per angle (no outliers)")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    ax = fig.add_subplot(grid[2])
+    ax.axis("off")
+    rows = [[f"{a:g}", f"{np.median(unwrapped[true == a]):.1f}",
+             f"{np.median(np.abs(unwrapped[true == a] - a)):.2f}"] for a in angles]
+    table = ax.table(cellText=rows, colLabels=["true", "median pred", "median err"],
+                     loc="center", cellLoc="right")
+    table.scale(1, 1.3)
+    ax.set_title("Per-angle medians")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def error_plots(run_dir: Path, out: Path) -> Path:
+    """Error histogram (log count) and signed error against the true angle."""
+    pred = _predictions(run_dir)
+    true, predicted = pred["test_true"].astype(float), pred["test_pred"].astype(float)
+    err = circular_difference(predicted, true)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    axes[0].hist(err, bins=np.arange(-180, 181, 2), log=True, color="tab:blue")
+    axes[0].set_xlabel("signed circular error (degrees)")
+    axes[0].set_ylabel("count (log)")
+    axes[0].set_title("Error histogram (errors near ±180: upside-down mistakes)")
+    axes[0].grid(alpha=0.3)
+    axes[1].scatter(true, err, s=2, alpha=0.1)
+    axes[1].set_xlabel("true angle (degrees)")
+    axes[1].set_ylabel("signed circular error (degrees)")
+    axes[1].set_title("Error against true angle (watch the ±180 seam)")
+    axes[1].set_ylim(-185, 185)
+    axes[1].grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def per_group_plot(run_dir: Path, out: Path) -> Path:
+    metrics = json.loads(_need(run_dir, "metrics.json", "evaluation").read_text())
+    groups = metrics.get("per_group", {})
+    if not groups:
+        raise RunFolderError(f"{run_dir / 'metrics.json'}: has no per-group metrics")
+    names = sorted(groups, key=lambda g: int(g) if g.lstrip("-").isdigit() else g)
+    kind = json.loads((run_dir / "config.json").read_text()).get("dataset", "") \
+        if (run_dir / "config.json").is_file() else ""
+    label = {"mnist": "digit", "olivetti": "person"}.get(kind, "group")
+    fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(names) + 3), 4))
+    ax.bar(range(len(names)), [groups[g]["circular_mae"] for g in names], color="tab:orange")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_xlabel(label)
+    ax.set_ylabel("test circular MAE (degrees)")
+    ax.set_title(f"Error per {label}")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def before_after_grid(run_dir: Path, out: Path) -> Path:
+    """Test images as given (rotated) and after correction by the predicted angle."""
+    path = _need(run_dir, "samples.npz", "evaluation")
+    with np.load(path, allow_pickle=False) as data:
+        images, pred = data["images"], data["pred"]
+    corrected = np.stack([rotate_image(img, -float(a)) for img, a in zip(images, pred, strict=True)])
+    side = int(np.ceil(np.sqrt(len(images))))
+
+    def mosaic(batch: np.ndarray) -> np.ndarray:
+        h, w = batch.shape[1:3]
+        canvas = np.full((side * (h + 2), side * (w + 2)) + batch.shape[3:], 255, np.uint8)
+        for i, img in enumerate(batch):
+            r, c = divmod(i, side)
+            canvas[r * (h + 2) + 1: r * (h + 2) + 1 + h, c * (w + 2) + 1: c * (w + 2) + 1 + w] = img
+        return canvas
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.3))
+    for ax, batch, title in ((axes[0], images, "Test images as given"),
+                             (axes[1], corrected, "After correction by the predicted angle")):
+        ax.imshow(mosaic(batch), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+PLOTS: dict[str, Callable[[Path, Path], Path]] = {
+    "learning_curves": learning_curves,
+    "fixed_angles": fixed_angle_plots,
+    "errors": error_plots,
+    "per_group": per_group_plot,
+    "before_after": before_after_grid,
+}
+
+
+def draw_all(run_dir: str | Path) -> dict[str, Path]:
+    """Every plot of a run into ``run_dir/plots``; a missing input raises RunFolderError."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: no such run folder")
+    return {name: draw(run_dir, run_dir / PLOTS_DIR / f"{name}.png") for name, draw in PLOTS.items()}

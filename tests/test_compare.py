@@ -1,0 +1,26 @@
+import json
+
+from upright.compare import SEAM_ANGLES, compare
+from upright.models.heads import HEADS
+
+
+def test_tiny_compare_writes_a_row_per_head(tmp_path):
+    heads = sorted(HEADS)
+    result = compare(heads, runs=1, out_dir=tmp_path / "cmp", overrides={
+        "limit": 150, "max_epochs": 1, "angles_per_epoch": 2, "val_angles": 1, "test_angles": 2,
+        "train_eval_images": 50, "batch_size": 64, "grid_images": 4}, progress=False,
+        report=False)
+    saved = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert set(saved["heads"]) == set(heads) == set(result["heads"])
+    for row in saved["heads"].values():
+        assert 0 <= row["test_within_5"]["mean"] <= 1
+        assert row["epochs"]["mean"] == 1
+        assert set(row["seam_median_error"]) == {str(a) for a in SEAM_ANGLES}
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    for head in heads:
+        assert sum(line.startswith(f"| {head} |") for line in table) == 4  # 4 tables
+    assert "Wrap-around study" in md
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 1000
+    # Every run is an ordinary run folder.
+    assert (tmp_path / "cmp" / "bins-seed0" / "model.safetensors").is_file()

@@ -55,14 +55,13 @@ def test_correct_writes_decodable_files_of_the_input_size(tiny_run, digit_files,
 
 
 def test_correct_rotates_by_minus_the_prediction(tiny_run, tmp_path):
-    from upright import checkpoint
     from upright.correction import correct_paths
+    from upright.predictors import load_predictor
 
-    model, _ = checkpoint.load(tiny_run)
     image = np.zeros((28, 28), np.uint8)
     image[4:10, 12:16] = 255  # a bar above the centre
     Image.fromarray(image).save(tmp_path / "bar.png")
-    [result] = correct_paths([tmp_path / "bar.png"], model, tmp_path / "out")
+    [result] = correct_paths([tmp_path / "bar.png"], load_predictor(tiny_run), tmp_path / "out")
     written = np.asarray(Image.open(tmp_path / "out" / "bar.png"))
     np.testing.assert_allclose(written, rotate_image(image, -result.angle), atol=1)
 

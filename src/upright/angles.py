@@ -10,6 +10,10 @@ import math
 import numpy as np
 import torch
 
+# Plain constants, not torch.deg2rad/rad2deg: ONNX export has no operator for those.
+DEG2RAD = math.pi / 180.0
+RAD2DEG = 180.0 / math.pi
+
 
 def wrap(angle_deg):
     """Wrap angles into [-180, 180)."""
@@ -32,11 +36,11 @@ def circular_error(pred_deg, true_deg):
 def circular_mean(angles_deg, weights=None, axis: int = -1):
     """Mean direction of angles (optionally weighted), in [-180, 180)."""
     if isinstance(angles_deg, torch.Tensor):
-        rad = torch.deg2rad(angles_deg)
+        rad = angles_deg * DEG2RAD
         w = torch.ones_like(rad) if weights is None else weights
         s = (w * torch.sin(rad)).sum(dim=axis)
         c = (w * torch.cos(rad)).sum(dim=axis)
-        return wrap(torch.rad2deg(torch.atan2(s, c)))
+        return wrap(torch.atan2(s, c) * RAD2DEG)
     rad = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
     w = np.ones_like(rad) if weights is None else np.asarray(weights, dtype=np.float64)
     s = (w * np.sin(rad)).sum(axis=axis)
@@ -47,14 +51,14 @@ def circular_mean(angles_deg, weights=None, axis: int = -1):
 def from_unit_vector(cos, sin):
     """Angle in degrees of the vector (cos, sin), in [-180, 180)."""
     if isinstance(cos, torch.Tensor):
-        return wrap(torch.rad2deg(torch.atan2(sin, cos)))
+        return wrap(torch.atan2(sin, cos) * RAD2DEG)
     return wrap(np.rad2deg(np.arctan2(sin, cos)))
 
 
 def to_unit_vector(angle_deg):
     """(cos, sin) of angles in degrees."""
     if isinstance(angle_deg, torch.Tensor):
-        rad = torch.deg2rad(angle_deg)
+        rad = angle_deg * DEG2RAD
         return torch.cos(rad), torch.sin(rad)
     rad = np.deg2rad(angle_deg) if not isinstance(angle_deg, float) else math.radians(angle_deg)
     return np.cos(rad), np.sin(rad)

@@ -139,17 +139,38 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_correct(args: argparse.Namespace) -> int:
-    from upright import checkpoint
-    from upright.correction import REPORT_CSV, correct_paths
+    from upright.correction import REPORT_CSV, CorrectOptions, correct_paths, parse_fill
+    from upright.predictors import load_predictor
 
-    model, _ = checkpoint.load(args.model)
-    results = correct_paths(args.paths, model, args.output, canvas=args.canvas, fill=args.fill)
+    options = CorrectOptions(canvas=args.canvas, fill=parse_fill(args.fill), threshold=args.threshold,
+                             dry_run=args.dry_run, overwrite=args.overwrite,
+                             allow_input_folder=args.allow_input_folder,
+                             jpeg_quality=args.jpeg_quality, batch_size=args.batch_size,
+                             workers=args.workers)
+    if args.output is None and not args.dry_run:
+        raise ValueError("-o/--output is required (or use --dry-run)")
+    predictor = load_predictor(args.model, args.runtime)  # before any work: fail fast
+    results = correct_paths(args.paths, predictor, args.output, options, progress=not args.no_progress)
     failed = [r for r in results if r.action == "failed"]
     for r in failed:
         print(f"error: {r.error}", file=sys.stderr)
-    print(f"{len(results) - len(failed)} corrected, {len(failed)} failed; "
-          f"report: {Path(args.output) / REPORT_CSV}")
+    if args.dry_run:
+        for r in results:
+            if r.action != "failed":
+                print(f"{r.angle:8.2f}  {r.file}")
+    counts = {a: sum(r.action == a for r in results) for a in ("rotated", "unchanged", "predicted")}
+    summary = ", ".join(f"{n} {a}" for a, n in counts.items() if n)
+    where = f"; report: {Path(args.output) / REPORT_CSV}" if args.output else ""
+    print(f"{summary or '0 corrected'}, {len(failed)} failed{where}")
     return 1 if failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from upright.predictors import export_onnx
+
+    path = export_onnx(args.run)
+    print(f"wrote {path} (config: {path.parent / 'model.json'})")
+    return 0
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
@@ -201,12 +222,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("correct", help="turn image files upright")
-    p.add_argument("paths", nargs="+", type=Path, help="image files or folders")
+    p.add_argument("paths", nargs="+", type=Path, help="image files or folders (recursive)")
     p.add_argument("--model", required=True, type=Path, help="run or model folder")
-    p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
-    p.add_argument("--canvas", default="same", choices=["same", "expand", "crop"])
-    p.add_argument("--fill", type=float, default=0, help="fill value for uncovered corners")
+    p.add_argument("-o", "--output", type=Path, help="output folder (mirrors the input tree)")
+    p.add_argument("--canvas", default="same", choices=["same", "expand", "crop"],
+                   help="same: input size; expand: whole image fits; crop: largest upright "
+                        "rectangle without fill")
+    p.add_argument("--fill", default="black", help="corner colour: black, white, 128, #rrggbb, r,g,b")
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="copy images with |predicted angle| below this many degrees unchanged")
+    p.add_argument("--dry-run", action="store_true", help="only predict and report")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--allow-input-folder", action="store_true",
+                   help="allow the output folder inside an input folder")
+    p.add_argument("--jpeg-quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="decode/encode threads")
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_correct)
+
+    p = sub.add_parser("export", help="export a run's model (ONNX) beside its checkpoint")
+    p.add_argument("run", type=Path)
+    p.add_argument("--format", default="onnx", choices=["onnx"])
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("quickstart", help="get MNIST, train the published recipe briefly, "
                        "evaluate it and correct sample test images")
@@ -220,14 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from upright.checkpoint import ModelLoadError
-    from upright.correction import CorrectionError
     from upright.data.mirror import DataUnavailableError
+    from upright.imagefiles import ImageFileError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     # RunFolderError (plots) is a FileNotFoundError.
-    except (DataUnavailableError, ModelLoadError, CorrectionError, FileNotFoundError,
+    except (DataUnavailableError, ModelLoadError, ImageFileError, FileNotFoundError,
             FileExistsError, ValueError) as exc:
         print(f"upright: error: {exc}", file=sys.stderr)
         return 2

@@ -1,33 +1,38 @@
 """Correction: image files in, upright image files out.
 
 Each image is predicted on a copy prepared like the training images (grey or colour,
-resized to the model input, scaled to [0, 1]); the original is rotated at full
-resolution by minus the predicted angle and written atomically. Inputs are only read.
+squared and resized to the model input, scaled to [0, 1]); the original is rotated at
+full resolution by minus the predicted angle and written atomically. Inputs are only
+read. Decoding and encoding run in worker threads while the model works on batches,
+and only a bounded window of images is in memory at once.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+import shutil
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
-from PIL import Image, ImageOps
+from tqdm import tqdm
 
 from upright import fileio
-from upright.geometry import rotate_image
-from upright.models.model import AngleModel, ModelSpec
+from upright.geometry import CANVAS_MODES, rotate_image
+from upright.imagefiles import SUFFIXES, DecodedImage, ImageFileError, encode_image, read_image
+from upright.models.model import ModelSpec
+from upright.predictors import Predictor
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 REPORT_CSV = "angles.csv"
+REPORT_JSON = "angles.json"
 
-
-class CorrectionError(RuntimeError):
-    """A problem with one input file; the message names the file."""
+class OutputLocationError(ValueError):
+    """The output folder would write into an input folder without permission."""
 
 
 @dataclass
@@ -40,19 +45,59 @@ class InputFile:
 class Result:
     file: str
     angle: float | None
-    action: str  # "rotated" or "failed"
+    action: str  # rotated | unchanged | predicted | failed
     error: str = ""
+    output: str = ""
 
 
-def find_inputs(paths: Sequence[str | Path]) -> list[InputFile]:
-    """Files as given, and image files under folders (recursively, sorted)."""
+@dataclass
+class CorrectOptions:
+    canvas: str = "same"
+    fill: tuple[int, ...] = (0, 0, 0)  # RGB, 0-255
+    threshold: float = 0.0  # |angle| below this: copy the file through untouched
+    dry_run: bool = False
+    overwrite: bool = False
+    allow_input_folder: bool = False
+    jpeg_quality: int = 95
+    batch_size: int = 32
+    workers: int = 2
+
+
+def parse_fill(text: str) -> tuple[int, int, int]:
+    """'black', 'white', '128', '#ff8800' or '255,128,0' -> an RGB triple."""
+    named = {"black": (0, 0, 0), "white": (255, 255, 255), "grey": (128, 128, 128),
+             "gray": (128, 128, 128)}
+    text = text.strip().lower()
+    try:
+        if text in named:
+            return named[text]
+        if text.startswith("#") and len(text) == 7:
+            return tuple(int(text[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+        parts = [int(float(p)) for p in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3 or not all(0 <= p <= 255 for p in parts):
+        raise ValueError(f"not a fill colour: {text!r} (try black, white, 128, #ff8800 or 255,128,0)")
+    return tuple(parts)  # type: ignore[return-value]
+
+
+def find_inputs(paths: Sequence[str | Path], skip: Path | None = None) -> list[InputFile]:
+    """Files as given, and image files under folders (recursively, sorted), skipping ``skip``."""
     found: list[InputFile] = []
+    skip = skip.resolve() if skip else None
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
-                if file.suffix.lower() in IMAGE_SUFFIXES:
-                    found.append(InputFile(file, file.relative_to(path)))
+            # An output folder nested inside the input is not walked (earlier outputs).
+            nested = skip if skip and skip != path.resolve() else None
+            for file in sorted(path.rglob("*")):
+                if not file.is_file() or file.suffix.lower() not in SUFFIXES:
+                    continue
+                if nested and file.resolve().is_relative_to(nested):
+                    continue
+                found.append(InputFile(file, file.relative_to(path)))
         elif path.is_file():
             found.append(InputFile(path, Path(path.name)))
         else:
@@ -60,100 +105,160 @@ def find_inputs(paths: Sequence[str | Path]) -> list[InputFile]:
     return found
 
 
-def read_image(path: Path) -> tuple[np.ndarray, Image.Image]:
-    """Decode an image (EXIF orientation applied) into a uint8/uint16 array (H, W[, C])."""
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            image = ImageOps.exif_transpose(opened)
-            fmt = opened.format
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise CorrectionError(f"{path}: cannot read image ({exc})") from exc
-    image.format = fmt
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    elif image.mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
-        image = image.convert("RGB" if image.mode != "1" else "L")
-    elif image.mode in ("I;16", "I;16B", "I;16L"):
-        return np.asarray(image, dtype=np.uint16), image
-    elif image.mode in ("I", "F"):
-        image = image.convert("F")
-        arr = np.asarray(image, dtype=np.float32)
-        return arr, image
-    return np.asarray(image), image
+def check_output_location(paths: Sequence[str | Path], outdir: Path, allowed: bool) -> None:
+    """Refuse an output folder inside an input folder (or equal to a file input's folder)."""
+    out = outdir.resolve()
+    for raw in paths:
+        path = Path(raw).resolve()
+        folder = path if path.is_dir() else path.parent
+        inside = out.is_relative_to(folder) if path.is_dir() else out == folder
+        if inside and not allowed:
+            raise OutputLocationError(
+                f"{outdir}: is inside the input folder {folder}; pass --allow-input-folder "
+                "to write there (inputs are still never overwritten)")
 
 
 def model_input(pixels: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """Prepare a decoded image like the training images: (C, H, W) float32 in [0, 1]."""
-    x = pixels.astype(np.float32)
-    if pixels.dtype == np.uint16:
-        x /= 65535.0
-    elif pixels.dtype == np.uint8:
-        x /= 255.0
-    else:  # float images: stretch to [0, 1]
-        lo, hi = float(x.min()), float(x.max())
-        x = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+    """Prepare decoded pixels like the training images: (C, H, W) float32 in [0, 1]."""
+    x = pixels
     if x.ndim == 3 and x.shape[2] in (2, 4):  # drop alpha
         x = x[:, :, : x.shape[2] - 1]
     if x.ndim == 3 and x.shape[2] == 1:
         x = x[:, :, 0]
+    h, w = x.shape[:2]
+    if h != w:  # square it the way folder training does: centre crop or pad
+        side = min(h, w) if spec.aspect == "crop" else max(h, w)
+        if spec.aspect == "crop":
+            top, left = (h - side) // 2, (w - side) // 2
+            x = x[top:top + side, left:left + side]
+        else:
+            pad = [((side - h) // 2, side - h - (side - h) // 2),
+                   ((side - w) // 2, side - w - (side - w) // 2)] + [(0, 0)] * (x.ndim - 2)
+            x = np.pad(x, pad)
+    # Shrink before anything else: a 24-megapixel photo becomes a thumbnail first.
+    interp = cv2.INTER_AREA if x.shape[0] > spec.height else cv2.INTER_LINEAR
+    x = cv2.resize(np.ascontiguousarray(x), (spec.width, spec.height), interpolation=interp)
+    x = x.astype(np.float32) / (65535.0 if pixels.dtype == np.uint16 else 255.0)
     if spec.channels == 1 and x.ndim == 3:
         x = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)
     elif spec.channels == 3 and x.ndim == 2:
         x = np.repeat(x[:, :, None], 3, axis=2)
-    h, w = x.shape[:2]
-    interp = cv2.INTER_AREA if (w > spec.width or h > spec.height) else cv2.INTER_LINEAR
-    x = cv2.resize(x, (spec.width, spec.height), interpolation=interp)
     if x.ndim == 2:
         x = x[:, :, None]
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-@torch.no_grad()
-def predict_images(model: AngleModel, inputs: Iterable[np.ndarray]) -> np.ndarray:
-    batch = torch.from_numpy(np.stack(list(inputs)))
-    device = next(model.parameters()).device
-    return model.predict_angles(batch.to(device)).cpu().numpy().astype(np.float64)
+def _fill_for(decoded: DecodedImage, fill: tuple[int, ...]) -> tuple[float, ...]:
+    scale = 257 if decoded.pixels.dtype == np.uint16 else 1
+    pixels = decoded.pixels
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    if decoded.mode == "CMYK":
+        c, m, y = (255 - v for v in fill)
+        k = min(c, m, y)
+        return (c - k, m - k, y - k, k)
+    if channels in (1, 2):
+        grey = round(0.299 * fill[0] + 0.587 * fill[1] + 0.114 * fill[2]) * scale
+        return (grey, 0) if channels == 2 else (grey,)  # fill is transparent where alpha exists
+    colour = tuple(v * scale for v in fill[:3])
+    return colour + (0,) if channels == 4 else colour
 
 
-def save_like(pixels: np.ndarray, original: Image.Image, target: Path) -> None:
-    """Write pixels in the original's format and mode, atomically."""
-    mode = original.mode
-    if pixels.ndim == 3 and pixels.shape[2] == 1:
-        pixels = pixels[:, :, 0]
-    out = Image.fromarray(pixels.astype(np.float32) if mode == "F" else pixels)
-    fmt = original.format or Image.registered_extensions().get(target.suffix.lower(), "PNG")
-    params = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    if fmt == "JPEG" and out.mode not in ("L", "RGB", "CMYK"):
-        out = out.convert("RGB")
-    buffer = io.BytesIO()
-    out.save(buffer, format=fmt, **params)
-    fileio.write_bytes(target, buffer.getvalue())
+@dataclass
+class _Loaded:
+    index: int
+    item: InputFile
+    decoded: DecodedImage
+    x: np.ndarray
 
 
-def correct_paths(paths: Sequence[str | Path], model: AngleModel, outdir: str | Path,
-                  canvas: str = "same", fill: float = 0, batch_size: int = 32) -> list[Result]:
-    """Correct every image under ``paths`` into ``outdir``; writes angles.csv there."""
-    outdir = Path(outdir)
-    files = find_inputs(paths)
-    results: list[Result] = []
-    for chunk in _chunks(files, batch_size):
-        decoded = []
-        for item in chunk:
+def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str | Path | None,
+                  options: CorrectOptions | None = None, progress: bool = False) -> list[Result]:
+    """Correct every image under ``paths`` into ``outdir``; writes angles.csv and angles.json."""
+    options = options or CorrectOptions()
+    if options.canvas not in CANVAS_MODES:
+        raise ValueError(f"unknown canvas {options.canvas!r}; choose from {', '.join(CANVAS_MODES)}")
+    if outdir is None and not options.dry_run:
+        raise ValueError("an output folder is needed unless --dry-run")
+    outdir = Path(outdir) if outdir is not None else None
+    if outdir is not None and not options.dry_run:
+        check_output_location(paths, outdir, options.allow_input_folder)
+    files = find_inputs(paths, skip=outdir)
+    inputs = {f.path.resolve() for f in files}
+    results: list[Result | None] = [None] * len(files)
+    spec = predictor.spec
+
+    def load(index: int, item: InputFile) -> _Loaded:
+        decoded = read_image(item.path)
+        return _Loaded(index, item, decoded, model_input(decoded.pixels, spec))
+
+    def finish(loaded: _Loaded, angle: float) -> Result:
+        src = loaded.item.path
+        angle = round(float(angle), 3)
+        if options.dry_run:
+            return Result(str(src), angle, "predicted")
+        target = outdir / loaded.item.relative
+        try:
+            if target.resolve() in inputs:
+                raise FileExistsError(f"{target}: is an input file; inputs are never overwritten")
+            if target.exists() and not options.overwrite:
+                raise FileExistsError(f"{target}: exists (use --overwrite to replace it)")
+            if abs(angle) < options.threshold:
+                fileio.write_with(target, lambda tmp: shutil.copyfile(src, tmp))
+                return Result(str(src), angle, "unchanged", output=str(target))
+            rotated = rotate_image(loaded.decoded.pixels, -angle, canvas=options.canvas,
+                                   fill=_fill_for(loaded.decoded, options.fill))
+            data = encode_image(loaded.decoded, rotated, options.jpeg_quality)
+            fileio.write_bytes(target, data)
+            return Result(str(src), angle, "rotated", output=str(target))
+        except (OSError, ValueError) as exc:
+            return Result(str(src), angle, "failed", str(exc).splitlines()[0])
+
+    window = max(2 * options.batch_size, 4)
+    with ThreadPoolExecutor(max_workers=options.workers) as pool, \
+            tqdm(total=len(files), desc="correct", unit="img", disable=not progress) as bar:
+        queue: deque[tuple[int, InputFile, Future]] = deque()
+        todo = iter(enumerate(files))
+        writes: list[Future] = []
+
+        def top_up() -> None:
+            while len(queue) < window:
+                nxt = next(todo, None)
+                if nxt is None:
+                    return
+                queue.append((nxt[0], nxt[1], pool.submit(load, *nxt)))
+
+        def flush(batch: list[_Loaded]) -> None:
+            nonlocal writes
+            angles = predictor.predict(np.stack([b.x for b in batch]))
+            for done in writes:  # the previous batch's writes: bounds memory to two batches
+                _record(done.result())
+            writes = [pool.submit(lambda b, a: (b.index, finish(b, a)), b, a)
+                      for b, a in zip(batch, angles, strict=True)]
+
+        def _record(indexed: tuple[int, Result]) -> None:
+            results[indexed[0]] = indexed[1]
+            bar.update(1)
+
+        top_up()
+        batch: list[_Loaded] = []
+        while queue:
+            index, item, future = queue.popleft()
+            top_up()
             try:
-                pixels, image = read_image(item.path)
-                decoded.append((item, pixels, image, model_input(pixels, model.spec)))
-            except CorrectionError as exc:
-                results.append(Result(str(item.path), None, "failed", str(exc)))
-        if not decoded:
-            continue
-        angles = predict_images(model, (d[3] for d in decoded))
-        for (item, pixels, image, _), angle in zip(decoded, angles, strict=True):
-            rotated = rotate_image(pixels, -angle, canvas=canvas, fill=fill)
-            save_like(rotated, image, outdir / item.relative)
-            results.append(Result(str(item.path), round(float(angle), 3), "rotated"))
-    write_report(results, outdir)
-    return results
+                batch.append(future.result())
+            except ImageFileError as exc:
+                _record((index, Result(str(item.path), None, "failed", str(exc))))
+            if len(batch) >= options.batch_size:
+                flush(batch)
+                batch = []
+        if batch:
+            flush(batch)
+        for done in writes:
+            _record(done.result())
+    final = [r for r in results if r is not None]
+    if outdir is not None:
+        write_report(final, outdir)
+    return final
 
 
 def write_report(results: Sequence[Result], outdir: Path) -> None:
@@ -163,8 +268,4 @@ def write_report(results: Sequence[Result], outdir: Path) -> None:
     for r in results:
         writer.writerow([r.file, "" if r.angle is None else f"{r.angle:.3f}", r.action, r.error])
     fileio.write_text(outdir / REPORT_CSV, buffer.getvalue())
-
-
-def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+    fileio.write_json(outdir / REPORT_JSON, [asdict(r) for r in results])

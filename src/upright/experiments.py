@@ -71,6 +71,7 @@ def fit_input_format(config: TrainConfig, source: SourceData) -> None:
     shape = source.images.shape
     config.model.height, config.model.width = int(shape[1]), int(shape[2])
     config.model.channels = 1 if len(shape) == 3 else int(shape[3])
+    config.model.aspect = config.aspect
     if len(config.model.mean) != config.model.channels:
         config.model.mean = [config.model.mean[0]] * config.model.channels
         config.model.std = [config.model.std[0]] * config.model.channels

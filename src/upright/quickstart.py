@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from upright import checkpoint
 from upright.correction import correct_paths
 from upright.data.rotated import protocol_angles
 from upright.evaluation import format_summary
 from upright.experiments import make_config, prepare_data, train_run
 from upright.geometry import rotate_image
+from upright.predictors import load_predictor
 
 SAMPLES = 16
 
@@ -40,8 +40,7 @@ def quickstart(runs_dir: Path, max_time: float, progress: bool = True) -> Path:
     for i, angle in enumerate(angles):
         image = rotate_image(splits.test.images[i], float(angle))
         Image.fromarray(image).save(inputs / f"digit{i:02d}_rot{int(angle):+04d}.png")
-    model, _ = checkpoint.load(run_dir)
-    results = correct_paths([inputs], model, outputs)
+    results = correct_paths([inputs], load_predictor(run_dir), outputs)
     errors = [abs((r.angle - a + 180) % 360 - 180) for r, a in zip(results, angles, strict=True)]
     print(f"corrected {len(results)} sample digits (median error {np.median(errors):.1f} deg): "
           f"{inputs} -> {outputs}")

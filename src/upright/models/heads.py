@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from upright.angles import circular_difference, from_unit_vector, to_unit_vector, wrap
+from upright.angles import DEG2RAD, circular_difference, from_unit_vector, to_unit_vector, wrap
 
 
 class AngleHead(nn.Module):
@@ -155,7 +155,7 @@ class AngleBins(AngleHead):
         offsets = torch.arange(-self.window_bins, self.window_bins + 1, device=raw.device)
         idx = (peak + offsets[None, :]) % probs.shape[1]
         weights = probs.gather(1, idx)
-        rad = torch.deg2rad(self.centres[idx])
+        rad = self.centres[idx] * DEG2RAD
         return from_unit_vector((weights * torch.cos(rad)).sum(1), (weights * torch.sin(rad)).sum(1))
 
     def encode(self, angle_deg: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,8 @@ class ModelSpec:
     # "circle": black outside the inscribed circle, applied to every input (train, test,
     # correction) so the corners a rotation leaves carry no clue about the angle.
     input_mask: str = "none"
+    # How non-square images are squared before resizing: "crop" (centre) or "pad" (black).
+    aspect: str = "crop"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,173 @@
+"""Reading and writing real image files: formats, modes, bit depths, EXIF orientation, metadata.
+
+``read_image`` returns the pixels the way the image is meant to be seen (EXIF orientation
+applied) as uint8 or uint16 arrays; ``encode_image`` writes new pixels back in the source's
+format with its metadata (ICC profile, DPI, EXIF without the now-stale orientation tag).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
+MAX_PIXELS = 150_000_000  # beyond this, a file is treated as a decompression bomb
+EXIF_ORIENTATION = 0x0112
+
+
+class ImageFileError(ValueError):
+    """One file cannot be used; the message starts with the file's path."""
+
+
+@dataclass
+class DecodedImage:
+    pixels: np.ndarray  # (H, W) or (H, W, C), uint8 or uint16, RGB(A) channel order
+    format: str  # Pillow's format name: PNG, JPEG, ...
+    mode: str  # the mode the output is written in
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _png_bit_depth(path: Path) -> int:
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[24] if len(head) >= 25 and head[:8] == b"\x89PNG\r\n\x1a\n" else 8
+
+
+def _metadata(image: Image.Image) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    if image.info.get("icc_profile"):
+        meta["icc_profile"] = image.info["icc_profile"]
+    if image.info.get("dpi"):
+        meta["dpi"] = tuple(float(v) for v in image.info["dpi"])
+    exif = image.getexif()
+    if exif:
+        exif.pop(EXIF_ORIENTATION, None)  # the pixels are upright now: the tag would lie
+        meta["exif"] = exif.tobytes()
+    return meta
+
+
+def _read_16bit_colour(path: Path) -> np.ndarray:
+    """Pillow reduces 16-bit colour to 8 bits; OpenCV keeps them (BGR order, so flip)."""
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise ImageFileError(f"{path}: cannot decode 16-bit colour image")
+    code = cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(pixels, code)
+
+
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> DecodedImage:
+    """Decode ``path``; every failure is an ImageFileError whose message names the file."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageFileError(f"{path}: empty file (0 bytes)")
+        with Image.open(path) as opened:
+            width, height = opened.size
+            if width * height > max_pixels:
+                raise ImageFileError(f"{path}: {width}x{height} pixels is over the limit of "
+                                     f"{max_pixels:,} (decompression bomb?)")
+            if opened.format not in FORMATS:
+                raise ImageFileError(f"{path}: unsupported format {opened.format}")
+            opened.load()
+            fmt = opened.format
+            bits = opened.tag_v2.get(258, (8,)) if fmt == "TIFF" else None
+            image = ImageOps.exif_transpose(opened) or opened
+            meta = _metadata(opened)
+            sixteen_colour = image.mode in ("RGB", "RGBA") and (
+                (fmt == "PNG" and _png_bit_depth(path) == 16)
+                or (fmt == "TIFF" and max(bits if isinstance(bits, tuple) else (bits,)) == 16))
+            if sixteen_colour:
+                pixels = _read_16bit_colour(path)
+                pixels = _apply_orientation(pixels, opened.getexif().get(EXIF_ORIENTATION, 1))
+                return DecodedImage(pixels, fmt, "RGB;16", meta)
+            return _to_array(image, fmt, meta, path)
+    except ImageFileError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageFileError(f"{path}: too many pixels (decompression bomb: {exc})") from exc
+    except (Image.UnidentifiedImageError, SyntaxError) as exc:
+        raise ImageFileError(f"{path}: not an image file Pillow can identify") from exc
+    except (OSError, ValueError, struct.error, EOFError) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageFileError(f"{path}: corrupt or truncated image ({text})") from exc
+
+
+# EXIF orientation -> the array operation that makes the image upright (as Pillow's exif_transpose).
+_ORIENT = {
+    2: lambda p: p[:, ::-1],
+    3: lambda p: p[::-1, ::-1],
+    4: lambda p: p[::-1],
+    5: lambda p: p.swapaxes(0, 1),
+    6: lambda p: np.rot90(p, -1),
+    7: lambda p: p[::-1, ::-1].swapaxes(0, 1),
+    8: lambda p: np.rot90(p, 1),
+}
+
+
+def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    return np.ascontiguousarray(_ORIENT[orientation](pixels)) if orientation in _ORIENT else pixels
+
+
+def _to_array(image: Image.Image, fmt: str, meta: dict[str, Any], path: Path) -> DecodedImage:
+    mode = image.mode
+    if mode == "P":  # palette indices cannot be interpolated: rotate the colours
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode == "PA":
+        image = image.convert("RGBA")
+    elif mode == "1":
+        image = image.convert("L")
+    elif mode == "CMYK" and fmt != "JPEG":
+        image = image.convert("RGB")
+    elif mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return DecodedImage(np.asarray(image).astype(np.uint16), fmt, "I;16", meta)
+    elif mode == "I":  # 32-bit grey (often 16-bit PNG data): keep 16 bits
+        data = np.asarray(image)
+        return DecodedImage(np.clip(data, 0, 65535).astype(np.uint16), fmt, "I;16", meta)
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "CMYK"):
+        raise ImageFileError(f"{path}: unsupported image mode {mode}")
+    return DecodedImage(np.asarray(image), fmt, image.mode, meta)
+
+
+def encode_image(decoded: DecodedImage, pixels: np.ndarray, jpeg_quality: int = 95) -> bytes:
+    """Encode new pixels in the decoded image's format and mode, with its metadata."""
+    fmt = decoded.format
+    if decoded.mode == "RGB;16":  # 16-bit colour: OpenCV writes it (PNG or TIFF)
+        code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        ok, data = cv2.imencode(".png" if fmt == "PNG" else ".tiff", cv2.cvtColor(pixels, code))
+        if not ok:
+            raise ImageFileError("OpenCV could not encode the 16-bit image")
+        return data.tobytes()
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    if decoded.mode == "CMYK":
+        image = Image.frombytes("CMYK", (pixels.shape[1], pixels.shape[0]), pixels.tobytes())
+    else:
+        image = Image.fromarray(pixels)
+    params: dict[str, Any] = {k: v for k, v in decoded.metadata.items()
+                              if k in ("icc_profile", "dpi", "exif")}
+    if fmt == "JPEG":
+        params.update(quality=jpeg_quality)
+        if image.mode not in ("L", "RGB", "CMYK"):
+            image = image.convert("RGB")
+    elif fmt == "WEBP":
+        params.update(quality=jpeg_quality)
+    elif fmt == "PNG":
+        params.update(compress_level=3)  # lossless at any level; 3 is fast and small enough
+    elif fmt == "TIFF":
+        # A TIFF's "EXIF" is its own IFD (width, strip offsets...): copying it would corrupt
+        # the new file, so only the ICC profile and resolution travel.
+        params.pop("exif", None)
+        params.update(compression="tiff_deflate")
+    elif fmt == "BMP":
+        params = {"dpi": params["dpi"]} if "dpi" in params else {}
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()

@@ -1,0 +1,104 @@
+"""Runtimes that turn prepared model inputs into angles: torch (a checkpoint) or ONNX."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from upright import checkpoint, fileio
+from upright.models.model import AngleModel, ModelSpec
+
+ONNX_FILE = "model.onnx"
+RUNTIMES = ("torch", "onnx")
+
+
+class Predictor(Protocol):
+    spec: ModelSpec
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Float32 (N, C, H, W) in [0, 1] -> angles in degrees, [-180, 180)."""
+
+
+class AnglePredictor(torch.nn.Module):
+    """The model with its head's decoding: images in, angles out (what ONNX exports)."""
+
+    def __init__(self, model: AngleModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.head.decode(self.model(images))
+
+
+class TorchPredictor:
+    def __init__(self, model: AngleModel) -> None:
+        self.model = model.eval()
+        self.spec = model.spec
+
+    @torch.inference_mode()
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.model.predict_angles(torch.from_numpy(batch)).numpy().astype(np.float64)
+
+
+class OnnxPredictor:
+    def __init__(self, folder: Path) -> None:
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            raise checkpoint.ModelLoadError(
+                "the onnx runtime needs onnxruntime: pip install 'upright[onnx]'") from exc
+        config = checkpoint.read_config(folder)
+        self.spec = ModelSpec.from_dict(config["model"])
+        path = folder / ONNX_FILE
+        if not path.is_file():
+            raise checkpoint.ModelLoadError(f"{path}: missing (run `upright export {folder} "
+                                            "--format onnx` first)")
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options,
+                                                        providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise checkpoint.ModelLoadError(f"{path}: not a loadable ONNX model ({exc})") from exc
+        self.input_name = self.session.get_inputs()[0].name
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        out = self.session.run(None, {self.input_name: batch.astype(np.float32)})[0]
+        return out.astype(np.float64).reshape(-1)
+
+
+def load_predictor(path: str | Path, runtime: str = "torch") -> Predictor:
+    """A predictor for a run or model folder; errors are ModelLoadError, raised before any work."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    folder = checkpoint.model_folder(path)
+    if runtime == "onnx":
+        return OnnxPredictor(folder)
+    model, _ = checkpoint.load(folder)
+    return TorchPredictor(model)
+
+
+def export_onnx(path: str | Path) -> Path:
+    """Write model.onnx (images in, angles out, dynamic batch) beside a run's checkpoint."""
+    folder = checkpoint.model_folder(path)
+    model, _ = checkpoint.load(folder)
+    spec = model.spec
+    wrapper = AnglePredictor(model).eval()
+    example = torch.rand(2, spec.channels, spec.height, spec.width)
+    target = folder / ONNX_FILE
+
+    def write(tmp: Path) -> None:
+        # The TorchScript exporter needs no onnxscript; its deprecation notice is noise here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(wrapper, (example,), str(tmp), input_names=["images"],
+                              output_names=["angles"],
+                              dynamic_axes={"images": {0: "batch"}, "angles": {0: "batch"}},
+                              dynamo=False, opset_version=17)
+
+    fileio.write_with(target, write)
+    return target

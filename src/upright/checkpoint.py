@@ -55,12 +55,19 @@ def read_config(folder: str | Path) -> dict[str, Any]:
 
 
 def model_folder(path: str | Path) -> Path:
-    """Accept a run/model folder or a path to one of its two files."""
+    """Accept a run/model folder, a path to one of its two files, or a shipped model's name
+    (``mnist``, ``faces``) when no such path exists."""
+    from upright.shipped import SHIPPED_MODELS, shipped_model
+
     path = Path(path)
     if path.is_file() and path.name in (WEIGHTS_FILE, CONFIG_FILE):
         return path.parent
     if not path.exists():
-        raise ModelLoadError(f"{path}: no such model folder")
+        shipped = shipped_model(str(path))
+        if shipped is not None:
+            return shipped
+        names = ", ".join(SHIPPED_MODELS)
+        raise ModelLoadError(f"{path}: no such model folder (nor a shipped model: {names})")
     return path
 
 

@@ -62,6 +62,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--angles-per-epoch", type=int)
     p.add_argument("--val-angles", type=int)
     p.add_argument("--test-angles", type=int)
+    p.add_argument("--train-eval-images", type=int,
+                   help="training images (at --test-angles each) for the train metrics")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--max-epochs", type=int)
@@ -80,7 +82,7 @@ def _config_from_args(args: argparse.Namespace, **forced: Any):
 
     fields = ("dataset", "excluded_groups", "val_fraction", "limit", "angles_per_epoch",
               "val_angles", "test_angles", "batch_size", "lr", "max_epochs", "patience",
-              "max_time", "seed", "precision", "image_size", "aspect", "colour")
+              "max_time", "seed", "precision", "image_size", "aspect", "colour", "train_eval_images")
     overrides: dict[str, Any] = {f: getattr(args, f) for f in fields}
     model = {k: getattr(args, k) for k in ("backbone", "head", "input_mask") if getattr(args, k)}
     if args.backbone_option:
@@ -149,7 +151,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
                              workers=args.workers)
     if args.output is None and not args.dry_run:
         raise ValueError("-o/--output is required (or use --dry-run)")
-    predictor = load_predictor(args.model, args.runtime)  # before any work: fail fast
+    predictor = load_predictor(args.model, args.runtime, tta=args.tta)  # before any work
     results = correct_paths(args.paths, predictor, args.output, options, progress=not args.no_progress)
     failed = [r for r in results if r.action == "failed"]
     for r in failed:
@@ -170,6 +172,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     path = export_onnx(args.run)
     print(f"wrote {path} (config: {path.parent / 'model.json'})")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from upright.demo import demo
+
+    demo(args.output, args.model, args.count, progress=not args.no_progress)
     return 0
 
 
@@ -223,8 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("correct", help="turn image files upright")
     p.add_argument("paths", nargs="+", type=Path, help="image files or folders (recursive)")
-    p.add_argument("--model", required=True, type=Path, help="run or model folder")
+    p.add_argument("--model", default="mnist",
+                   help="run or model folder, or a shipped model: mnist (default), faces")
     p.add_argument("-o", "--output", type=Path, help="output folder (mirrors the input tree)")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average over the four quarter turns")
     p.add_argument("--canvas", default="same", choices=["same", "expand", "crop"],
                    help="same: input size; expand: whole image fits; crop: largest upright "
                         "rectangle without fill")
@@ -246,6 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=Path)
     p.add_argument("--format", default="onnx", choices=["onnx"])
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="rotate sample test digits, correct them with the shipped "
+                       "model, write a before/after grid and the test metrics")
+    p.add_argument("-o", "--output", type=Path, default=Path("upright-demo"))
+    p.add_argument("--model", default="mnist", help="shipped model name or run folder")
+    p.add_argument("--count", type=int, default=64, help="sample digits to rotate and correct")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("quickstart", help="get MNIST, train the published recipe briefly, "
                        "evaluate it and correct sample test images")

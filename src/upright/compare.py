@@ -21,6 +21,7 @@ from upright.experiments import PREDICTIONS_FILE, make_config, prepare_data, tra
 # The fixed angles plus the neighbours of the seam at +-180.
 SEAM_ANGLES = tuple(sorted(set(FIXED_ANGLES) | {-180, -179, -178, 178, 179, -170, 170}))
 NEAR_SEAM = 170.0  # |true angle| above this counts as "near +-180"
+SEAM_IMAGES = 1000  # test images shown at every seam angle
 
 
 def run_metrics(run_dir: Path, seam_images: np.ndarray, batch_size: int, fill: float) -> dict:
@@ -31,7 +32,7 @@ def run_metrics(run_dir: Path, seam_images: np.ndarray, batch_size: int, fill: f
     near = np.abs(true) > NEAR_SEAM
     err = circular_error(pred.astype(np.float64), true.astype(np.float64))
     model, _ = checkpoint.load(run_dir)
-    seam = fixed_angle_set(seam_images, SEAM_ANGLES)
+    seam = fixed_angle_set(seam_images[:SEAM_IMAGES], SEAM_ANGLES)
     seam_pred = predict_set(model, seam, batch_size, fill)
     return {
         "run": run_dir.name,

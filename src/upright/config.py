@@ -34,6 +34,9 @@ class TrainConfig:
     eval_batch_size: int = 2048
     lr: float = 1e-3
     adam_eps: float = 1e-7  # Keras' Adam default
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"  # or "cosine": linear warm-up, then cosine decay to 0
+    warmup_fraction: float = 0.03  # of all training steps (cosine schedule)
     max_epochs: int = 100
     patience: int = 5
     max_time: float | None = None  # seconds of training, then stop (best weights kept)

@@ -18,8 +18,12 @@ WITHIN_DEGREES = (1, 2, 5, 10)
 
 @torch.no_grad()
 def predict_set(model: AngleModel, rotated: RotatedSet, batch_size: int = 2048,
-                fill: float = 0.0, desc: str | None = None) -> np.ndarray:
-    """Predicted angles (degrees) for every item of a rotated set, in order."""
+                fill: float = 0.0, desc: str | None = None, tta: bool = False,
+                prerotated: bool = False) -> np.ndarray:
+    """Predicted angles (degrees) for every item of a rotated set, in order.
+
+    ``prerotated``: the set's images are already rotated (by another resampler); use them
+    as they are."""
     model.eval()
     device = next(model.parameters()).device
     out = np.empty(len(rotated), dtype=np.float32)
@@ -27,8 +31,10 @@ def predict_set(model: AngleModel, rotated: RotatedSet, batch_size: int = 2048,
     total = -(-len(rotated) // batch_size)
     for images, angles in tqdm(rotated.batches(batch_size), total=total, desc=desc,
                                disable=desc is None, leave=False):
-        x = rotate_batch(to_float_images(images.to(device)), angles.to(device), fill)
-        pred = model.predict_angles(x).cpu().numpy()
+        x = to_float_images(images.to(device))
+        if not prerotated:
+            x = rotate_batch(x, angles.to(device), fill)
+        pred = model.predict_angles(x, tta=tta).cpu().numpy()
         out[pos:pos + len(pred)] = pred
         pos += len(pred)
     return out
@@ -66,6 +72,18 @@ def per_angle(pred: np.ndarray, true: np.ndarray) -> dict[str, dict[str, float]]
             "median_error": float(np.median(np.abs(diff))),
         }
     return table
+
+
+def pillow_rotated_set(rotated: RotatedSet) -> RotatedSet:
+    """The same (image, angle) items rotated by Pillow's bicubic resampler instead of ours:
+    a model that reads shapes, not resampling artefacts, scores about the same on it."""
+    from PIL import Image
+
+    out = np.empty((len(rotated),) + rotated.images.shape[1:], dtype=np.uint8)
+    for i, (src, angle) in enumerate(zip(rotated.source, rotated.angles, strict=True)):
+        image = Image.fromarray(rotated.images[src])
+        out[i] = np.asarray(image.rotate(float(angle), resample=Image.BICUBIC, fillcolor=0))
+    return RotatedSet(out, np.arange(len(rotated)), rotated.angles)
 
 
 def modulo_90_error(pred: np.ndarray, true: np.ndarray) -> np.ndarray:

@@ -26,22 +26,25 @@ class Predictor(Protocol):
 class AnglePredictor(torch.nn.Module):
     """The model with its head's decoding: images in, angles out (what ONNX exports)."""
 
-    def __init__(self, model: AngleModel) -> None:
+    def __init__(self, model: AngleModel, tta: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.tta = tta
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.head.decode(self.model(images))
+        return self.model.predict_angles(images, tta=self.tta)
 
 
 class TorchPredictor:
-    def __init__(self, model: AngleModel) -> None:
+    def __init__(self, model: AngleModel, tta: bool = False) -> None:
         self.model = model.eval()
         self.spec = model.spec
+        self.tta = tta
 
     @torch.inference_mode()
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        return self.model.predict_angles(torch.from_numpy(batch)).numpy().astype(np.float64)
+        angles = self.model.predict_angles(torch.from_numpy(batch), tta=self.tta)
+        return angles.numpy().astype(np.float64)
 
 
 class OnnxPredictor:
@@ -71,15 +74,18 @@ class OnnxPredictor:
         return out.astype(np.float64).reshape(-1)
 
 
-def load_predictor(path: str | Path, runtime: str = "torch") -> Predictor:
-    """A predictor for a run or model folder; errors are ModelLoadError, raised before any work."""
+def load_predictor(path: str | Path, runtime: str = "torch", tta: bool = False) -> Predictor:
+    """A predictor for a run or model folder (or shipped model name); errors are
+    ModelLoadError, raised before any work."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
     folder = checkpoint.model_folder(path)
     if runtime == "onnx":
+        if tta:
+            raise ValueError("--tta runs on the torch runtime only")
         return OnnxPredictor(folder)
     model, _ = checkpoint.load(folder)
-    return TorchPredictor(model)
+    return TorchPredictor(model, tta=tta)
 
 
 def export_onnx(path: str | Path) -> Path:

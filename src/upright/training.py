@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from datetime import timedelta
@@ -54,7 +55,27 @@ class AngleModule(L.LightningModule):
         self._step(batch, "val")
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.model.parameters(), lr=self.config.lr, eps=self.config.adam_eps)
+        config = self.config
+        if config.weight_decay:
+            optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, eps=config.adam_eps,
+                                          weight_decay=config.weight_decay)
+        else:
+            optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, eps=config.adam_eps)
+        if config.lr_schedule == "constant":
+            return optimizer
+        if config.lr_schedule != "cosine":
+            raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}: constant or cosine")
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = max(1, int(config.warmup_fraction * total))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 class RotationDataModule(L.LightningDataModule):

@@ -69,7 +69,53 @@ def seed_faces(in_channels: int, height: int, width: int, **options) -> nn.Modul
     return SeedNet(in_channels, height, width, **options)
 
 
+def _conv(cin: int, cout: int, stride: int = 1, batchnorm: bool = True) -> list[nn.Module]:
+    if not batchnorm:
+        return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True)]
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class CompactNet(nn.Module):
+    """Our small backbone: 3x3 conv-BN-ReLU stages, strided convolutions instead of
+    pooling, then one dense layer. Position stays in the features (no global pooling),
+    which an angle needs; BatchNorm everywhere lets it train fast at a high learning rate.
+
+    ``widths`` gives one stage per entry: a stride-1 conv, then (for all but the last)
+    a stride-2 conv to the next width.
+    """
+
+    def __init__(self, in_channels: int, height: int, width: int,
+                 widths: Sequence[int] = (32, 64, 96), dense: int = 192, dropout: float = 0.1,
+                 batchnorm: bool = True) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = in_channels
+        for i, w in enumerate(widths):
+            layers += _conv(cin, w, batchnorm=batchnorm)
+            if i < len(widths) - 1:
+                layers += _conv(w, widths[i + 1], stride=2, batchnorm=batchnorm)
+            cin = widths[i + 1] if i < len(widths) - 1 else w
+        layers.append(nn.Flatten())
+        self.features = nn.Sequential(*layers)
+        flat = self.features(torch.zeros(1, in_channels, height, width)).shape[1]
+        self.dense = nn.Sequential(nn.Dropout(dropout), nn.Linear(flat, dense),
+                                   nn.BatchNorm1d(dense), nn.ReLU(inplace=True))
+        self.out_features = dense
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.features(x))
+
+
+def compact(in_channels: int, height: int, width: int, **options) -> nn.Module:
+    """Our backbone for 28x28 digits (and, with more stages, larger inputs)."""
+    if "widths" not in options and min(height, width) > 40:
+        options["widths"] = (24, 48, 64, 96)  # one more stride-2 stage for 64x64 faces
+    return CompactNet(in_channels, height, width, **options)
+
+
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "seed_mnist": seed_mnist,
     "seed_faces": seed_faces,
+    "compact": compact,
 }

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from upright.angles import circular_mean
 from upright.models.backbones import BACKBONES
 from upright.models.heads import HEADS, AngleHead
 
@@ -77,6 +78,17 @@ class AngleModel(nn.Module):
         return self.head(self.backbone((images - self.mean) / self.std))
 
     @torch.no_grad()
-    def predict_angles(self, images: torch.Tensor) -> torch.Tensor:
-        """Angles in degrees, [-180, 180), for float images in [0, 1]."""
-        return self.head.decode(self(images))
+    def predict_angles(self, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
+        """Angles in degrees, [-180, 180), for float images in [0, 1].
+
+        ``tta``: also predict on the exact quarter turns of each (square) image, subtract
+        each turn, and average the four estimates as unit vectors.
+        """
+        if not tta:
+            return self.head.decode(self(images))
+        if images.shape[-1] != images.shape[-2]:
+            raise ValueError("test-time augmentation needs square inputs")
+        turned = torch.cat([torch.rot90(images, k, dims=(2, 3)) for k in range(4)])
+        angles = self.head.decode(self(turned)).view(4, -1)
+        turns = 90.0 * torch.arange(4, dtype=angles.dtype, device=angles.device)[:, None]
+        return circular_mean(angles - turns, axis=0)

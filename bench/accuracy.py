@@ -1,0 +1,70 @@
+"""Benchmark: a model's accuracy on the full published test protocol of its dataset,
+with and without test-time augmentation, and on test images rotated by Pillow (bicubic)
+instead of our resampler. Prints one JSON line.
+
+    python bench/accuracy.py --model mnist            # a shipped model or a run folder
+    python bench/accuracy.py --recipe mnist-compact --budget 30m   # train first
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from upright import checkpoint
+from upright.cli import parse_duration
+from upright.data.rotated import protocol_set
+from upright.demo import RECIPE_OF_DATASET
+from upright.evaluation import pillow_rotated_set, predict_set, summarise
+from upright.experiments import RECIPES, make_config, prepare_data, train_run
+
+
+def evaluate_model(folder: Path) -> dict:
+    model, config = checkpoint.load(folder)
+    dataset = config.get("data", {}).get("dataset", "mnist")
+    recipe = make_config(RECIPE_OF_DATASET.get(dataset, "mnist-published"))
+    _, splits = prepare_data(recipe)
+    test = protocol_set(splits.test.images, splits.test.indices, recipe.test_angles, recipe.eval_seed)
+    pillow = pillow_rotated_set(test)
+    out: dict = {"dataset": dataset, "model": str(folder), "backbone": model.spec.backbone,
+                 "head": model.spec.head}
+    for name, rotated, prerotated in (("standard", test, False), ("pillow_bicubic", pillow, True)):
+        for tta in (False, True):
+            started = time.perf_counter()
+            pred = predict_set(model, rotated, 2048, tta=tta, prerotated=prerotated)
+            key = name + ("_tta" if tta else "")
+            out[key] = summarise(pred, rotated.angles)
+            out[key]["seconds"] = round(time.perf_counter() - started, 2)
+    out["pillow_vs_standard_mae_ratio"] = round(
+        out["pillow_bicubic"]["circular_mae"] / out["standard"]["circular_mae"], 3)
+    out["tta_cost_ratio"] = round(out["standard_tta"]["seconds"] / out["standard"]["seconds"], 2)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="shipped model name or run folder")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), help="train this recipe first")
+    parser.add_argument("--budget", type=parse_duration, default=600.0)
+    args = parser.parse_args()
+    if not args.model and not args.recipe:
+        parser.error("give --model or --recipe")
+    if args.recipe:
+        with tempfile.TemporaryDirectory() as tmp:
+            run = Path(tmp) / "run"
+            metrics = train_run(make_config(args.recipe, {"max_time": args.budget}), run,
+                                progress=False, report=False)
+            result = {"recipe": args.recipe, "budget_s": args.budget,
+                      "training": metrics["training"], **evaluate_model(run)}
+    else:
+        result = evaluate_model(checkpoint.model_folder(args.model))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

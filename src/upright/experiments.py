@@ -38,7 +38,7 @@ RECIPES: dict[str, dict[str, Any]] = {
                       "angles_per_epoch": 4, "val_angles": 2, "patience": 100, "batch_size": 256,
                       "integer_angles": False,
                       "model": {"backbone": "compact", "head": "bins"}},
-    "faces-compact": {"dataset": "olivetti", "lr": 3e-3, "lr_schedule": "cosine", "max_epochs": 40,
+    "faces-compact": {"dataset": "olivetti", "lr": 3e-3, "lr_schedule": "cosine", "max_epochs": 20,
                       "angles_per_epoch": 20, "val_angles": 20, "patience": 100, "batch_size": 64,
                       "integer_angles": False, "eval_batch_size": 512, "train_eval_images": 224,
                       "grid_images": 36,

@@ -56,8 +56,8 @@ def read_learning_log(run_dir: Path) -> dict[str, dict[int, float]]:
 def learning_curves(run_dir: Path, out: Path) -> Path:
     curves = read_learning_log(run_dir)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, kind, label in ((axes[0], "loss", "loss (head's training loss)"),
-                            (axes[1], "mae", "circular MAE (degrees)")):
+    for ax, kind, label, title in ((axes[0], "loss", "loss (head's training loss)", "loss"),
+                                   (axes[1], "mae", "circular MAE (degrees)", "circular MAE")):
         for stage, style in (("train", "o-"), ("val", "s--")):
             values = curves.get(f"{stage}_{kind}", {})
             if values:
@@ -65,7 +65,7 @@ def learning_curves(run_dir: Path, out: Path) -> Path:
                 ax.plot(epochs, [values[e] for e in epochs], style, label=stage)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
-        ax.set_title(f"Learning curve: {kind}")
+        ax.set_title(f"Learning curve: {title}")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -112,6 +112,8 @@ def fixed_angle_plots(run_dir: Path, out: Path) -> Path:
              f"{np.median(np.abs(unwrapped[true == a] - a)):.2f}"] for a in angles]
     table = ax.table(cellText=rows, colLabels=["true", "median pred", "median err"],
                      loc="center", cellLoc="right")
+    table.auto_set_font_size(False)
+    table.set_fontsize(9)
     table.scale(1, 1.3)
     ax.set_title("Per-angle medians")
     fig.tight_layout()

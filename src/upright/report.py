@@ -93,7 +93,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
               ("Per-angle medians (fixed-angle set)", _per_angle_table(metrics)),
               ("Per class / person (test set)", _group_table(metrics))]
     made = model_info.get("made_by", {})
-    how = (f"Recipe data: {config.get('dataset')}, backbone {config['model']['backbone']}, head "
+    how = (f"Data: {config.get('dataset')}, backbone {config['model']['backbone']}, head "
            f"{config['model']['head']}, seed {config.get('seed')}. Trained "
            f"{metrics.get('training', {}).get('epochs')} epochs in "
            f"{metrics.get('training', {}).get('train_seconds')} s "

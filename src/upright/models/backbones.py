@@ -110,7 +110,7 @@ class CompactNet(nn.Module):
 def compact(in_channels: int, height: int, width: int, **options) -> nn.Module:
     """Our backbone for 28x28 digits (and, with more stages, larger inputs)."""
     if "widths" not in options and min(height, width) > 40:
-        options["widths"] = (24, 48, 64, 96)  # one more stride-2 stage for 64x64 faces
+        options["widths"] = (16, 32, 48, 64)  # one more stride-2 stage for 64x64 faces
     return CompactNet(in_channels, height, width, **options)
 
 

@@ -1,0 +1,37 @@
+"""The README's jobs, end to end on the real data (slow: minutes)."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import needs_mnist
+from upright.cli import main
+from upright.shipped import shipped_model
+
+pytestmark = [pytest.mark.slow, needs_mnist]
+
+
+def test_quickstart_trains_evaluates_and_corrects(tmp_path, capsys):
+    assert main(["quickstart", "--runs-dir", str(tmp_path), "--max-time", "30s",
+                 "--no-progress"]) == 0
+    [run] = list(tmp_path.iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["count"] == 119060
+    assert metrics["test"]["circular_mae"] < 80  # 30 s of training already beats chance (90)
+    corrected = sorted((run / "samples" / "corrected").glob("*.png"))
+    assert len(corrected) == 16
+    assert all(Image.open(p).size == (28, 28) for p in corrected)
+    assert (run / "report.html").is_file()
+    assert "run folder:" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(shipped_model("mnist") is None, reason="no shipped MNIST model installed")
+def test_demo_corrects_digits_with_the_shipped_model(tmp_path):
+    assert main(["demo", "-o", str(tmp_path / "demo"), "--count", "16", "--no-progress"]) == 0
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert metrics["test"]["count"] == 119060
+    assert metrics["sample_median_error"] < 10
+    with Image.open(tmp_path / "demo" / "before_after.png") as grid:
+        assert np.asarray(grid).std() > 10

@@ -71,6 +71,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-time", type=parse_duration, help="training time limit: 90s, 10m, 1h")
     p.add_argument("--seed", type=int)
     p.add_argument("--precision", choices=["32-true", "bf16-mixed", "16-mixed"])
+    p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"])
+    p.add_argument("--devices", type=int, help="devices to train on (more than one: DDP)")
     p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS)
     p.add_argument("--name", help="run folder name (default: recipe and time)")
     p.add_argument("--no-progress", action="store_true")
@@ -82,7 +84,8 @@ def _config_from_args(args: argparse.Namespace, **forced: Any):
 
     fields = ("dataset", "excluded_groups", "val_fraction", "limit", "angles_per_epoch",
               "val_angles", "test_angles", "batch_size", "lr", "max_epochs", "patience",
-              "max_time", "seed", "precision", "image_size", "aspect", "colour", "train_eval_images")
+              "max_time", "seed", "precision", "image_size", "aspect", "colour", "train_eval_images",
+              "accelerator", "devices")
     overrides: dict[str, Any] = {f: getattr(args, f) for f in fields}
     model = {k: getattr(args, k) for k in ("backbone", "head", "input_mask") if getattr(args, k)}
     if args.backbone_option:

@@ -44,6 +44,8 @@ class TrainConfig:
     eval_seed: int = 2024  # test and validation angles: the same for every run
     precision: str = "32-true"
     num_threads: int | None = None  # torch CPU threads; None: torch's default
+    accelerator: str = "auto"  # Lightning's: cpu, gpu, auto
+    devices: int = 1  # more than one: Lightning's DDP strategy
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -114,7 +114,8 @@ class KeepBestWeights(Callback):
         if loss is not None and float(loss) < self.best:
             self.best = float(loss)
             self.best_epoch = trainer.current_epoch
-            checkpoint.save_weights(self.path, pl_module.model)
+            if trainer.is_global_zero:  # one writer under DDP
+                checkpoint.save_weights(self.path, pl_module.model)
 
 
 def quiet_lightning() -> None:
@@ -138,8 +139,8 @@ def fit(model: AngleModel, splits: Splits, config: TrainConfig, run_dir: Path,
     best = KeepBestWeights(run_dir / BEST_WEIGHTS)
     callbacks = [EarlyStopping(monitor="val_loss", patience=config.patience, mode="min"), best]
     trainer = L.Trainer(
-        accelerator="auto",
-        devices=1,
+        accelerator=config.accelerator,
+        devices=config.devices,
         max_epochs=config.max_epochs,
         max_time=timedelta(seconds=config.max_time) if config.max_time else None,
         precision=config.precision,

@@ -6,10 +6,10 @@ from upright.models.heads import HEADS
 
 def test_tiny_compare_writes_a_row_per_head(tmp_path):
     heads = sorted(HEADS)
-    result = compare(heads, runs=1, out_dir=tmp_path / "cmp", overrides={
-        "limit": 150, "max_epochs": 1, "angles_per_epoch": 2, "val_angles": 1, "test_angles": 2,
-        "train_eval_images": 50, "batch_size": 64, "grid_images": 4}, progress=False,
-        report=False)
+    overrides = {"limit": 150, "max_epochs": 1, "angles_per_epoch": 2, "val_angles": 1,
+                 "test_angles": 2, "train_eval_images": 50, "batch_size": 64, "grid_images": 4}
+    result = compare(heads, runs=1, out_dir=tmp_path / "cmp", overrides=overrides,
+                     progress=False, report=False)
     saved = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert set(saved["heads"]) == set(heads) == set(result["heads"])
     for row in saved["heads"].values():
@@ -24,3 +24,11 @@ def test_tiny_compare_writes_a_row_per_head(tmp_path):
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 1000
     # Every run is an ordinary run folder.
     assert (tmp_path / "cmp" / "bins-seed0" / "model.safetensors").is_file()
+
+    # Run again: finished runs are kept (resume), not retrained.
+    weights = tmp_path / "cmp" / "unitvec-seed0" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    again = compare(heads, runs=1, out_dir=tmp_path / "cmp", overrides=overrides, progress=False,
+                    report=False)
+    assert weights.stat().st_mtime_ns == before
+    assert again["heads"]["unitvec"]["test_within_5"] == result["heads"]["unitvec"]["test_within_5"]

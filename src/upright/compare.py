@@ -69,9 +69,13 @@ def compare(heads: list[str], runs: int, out_dir: str | Path, recipe: str = "mni
             model = {**overrides.get("model", {}), "head": head}
             config = make_config(recipe, {**overrides, "model": model, "seed": seed})
             run_dir = out_dir / f"{head}-seed{seed}"
-            if progress:
-                print(f"[compare] {head} run {seed + 1}/{runs} -> {run_dir}", flush=True)
-            train_run(config, run_dir, progress=progress, report=report)
+            if (run_dir / "metrics.json").is_file():  # finished earlier: resume, not redo
+                if progress:
+                    print(f"[compare] {head} run {seed + 1}/{runs}: kept {run_dir}", flush=True)
+            else:
+                if progress:
+                    print(f"[compare] {head} run {seed + 1}/{runs} -> {run_dir}", flush=True)
+                train_run(config, run_dir, progress=progress, report=report)
             per_head[head].append(run_metrics(run_dir, splits.test.images, config.eval_batch_size,
                                               config.fill))
     table = _table(per_head)

@@ -14,24 +14,16 @@ import numpy as np
 from PIL import Image
 
 from upright import checkpoint, fileio
+from upright.angles import circular_error
 from upright.correction import CorrectOptions, correct_paths
 from upright.data.rotated import protocol_angles, protocol_set
 from upright.evaluation import format_summary, predict_set, summarise
 from upright.experiments import make_config, prepare_data
 from upright.geometry import rotate_image
+from upright.plots import mosaic
 from upright.predictors import load_predictor
 
 RECIPE_OF_DATASET = {"mnist": "mnist-published", "olivetti": "faces-published"}
-
-
-def _mosaic(images: list[np.ndarray], columns: int) -> np.ndarray:
-    h, w = images[0].shape[:2]
-    rows = -(-len(images) // columns)
-    canvas = np.full((rows * (h + 2), columns * (w + 2)), 255, np.uint8)
-    for i, img in enumerate(images):
-        r, c = divmod(i, columns)
-        canvas[r * (h + 2) + 1: r * (h + 2) + 1 + h, c * (w + 2) + 1: c * (w + 2) + 1 + w] = img
-    return canvas
 
 
 def demo(outdir: Path, model: str = "mnist", count: int = 64, seed: int = 0,
@@ -54,12 +46,12 @@ def demo(outdir: Path, model: str = "mnist", count: int = 64, seed: int = 0,
     results = correct_paths([rotated_dir], predictor, corrected_dir,
                             CorrectOptions(overwrite=True), progress=progress)
     by_name = {Path(r.file).name: r for r in results}
-    errors = [abs((by_name[n].angle - a + 180) % 360 - 180) for n, a in zip(names, angles, strict=True)]
+    errors = circular_error(np.array([by_name[n].angle for n in names]), angles.astype(np.float64))
     before = [np.asarray(Image.open(rotated_dir / n)) for n in names]
     after = [np.asarray(Image.open(corrected_dir / n)) for n in names]
     columns = int(np.ceil(np.sqrt(len(names))))
-    grid = np.concatenate([_mosaic(before, columns), np.full((_mosaic(before, columns).shape[0], 12),
-                                                             255, np.uint8), _mosaic(after, columns)], 1)
+    left, right = mosaic(before, columns), mosaic(after, columns)
+    grid = np.concatenate([left, np.full((left.shape[0], 12), 255, np.uint8), right], 1)
     grid = np.asarray(Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3),
                                                    Image.NEAREST))
     fileio.write_with(outdir / "before_after.png", lambda tmp: Image.fromarray(grid).save(tmp, "PNG"))

@@ -161,6 +161,17 @@ def per_group_plot(run_dir: Path, out: Path) -> Path:
     return _save(fig, out)
 
 
+def mosaic(images, columns: int) -> np.ndarray:
+    """Same-size uint8 images laid out in rows of ``columns`` on white, 1-pixel gutters."""
+    h, w = images[0].shape[:2]
+    rows = -(-len(images) // columns)
+    canvas = np.full((rows * (h + 2), columns * (w + 2)) + images[0].shape[2:], 255, np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, columns)
+        canvas[r * (h + 2) + 1: r * (h + 2) + 1 + h, c * (w + 2) + 1: c * (w + 2) + 1 + w] = img
+    return canvas
+
+
 def before_after_grid(run_dir: Path, out: Path) -> Path:
     """Test images as given (rotated) and after correction by the predicted angle."""
     path = _need(run_dir, "samples.npz", "evaluation")
@@ -169,18 +180,10 @@ def before_after_grid(run_dir: Path, out: Path) -> Path:
     corrected = np.stack([rotate_image(img, -float(a)) for img, a in zip(images, pred, strict=True)])
     side = int(np.ceil(np.sqrt(len(images))))
 
-    def mosaic(batch: np.ndarray) -> np.ndarray:
-        h, w = batch.shape[1:3]
-        canvas = np.full((side * (h + 2), side * (w + 2)) + batch.shape[3:], 255, np.uint8)
-        for i, img in enumerate(batch):
-            r, c = divmod(i, side)
-            canvas[r * (h + 2) + 1: r * (h + 2) + 1 + h, c * (w + 2) + 1: c * (w + 2) + 1 + w] = img
-        return canvas
-
     fig, axes = plt.subplots(1, 2, figsize=(12, 6.3))
     for ax, batch, title in ((axes[0], images, "Test images as given"),
                              (axes[1], corrected, "After correction by the predicted angle")):
-        ax.imshow(mosaic(batch), cmap="gray", vmin=0, vmax=255)
+        ax.imshow(mosaic(batch, side), cmap="gray", vmin=0, vmax=255)
         ax.set_title(title)
         ax.axis("off")
     fig.tight_layout()

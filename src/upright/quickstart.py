@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from upright.angles import circular_error
 from upright.correction import correct_paths
 from upright.data.rotated import protocol_angles
 from upright.evaluation import format_summary
@@ -41,7 +42,7 @@ def quickstart(runs_dir: Path, max_time: float, progress: bool = True) -> Path:
         image = rotate_image(splits.test.images[i], float(angle))
         Image.fromarray(image).save(inputs / f"digit{i:02d}_rot{int(angle):+04d}.png")
     results = correct_paths([inputs], load_predictor(run_dir), outputs)
-    errors = [abs((r.angle - a + 180) % 360 - 180) for r, a in zip(results, angles, strict=True)]
+    errors = circular_error(np.array([r.angle for r in results]), angles.astype(np.float64))
     print(f"corrected {len(results)} sample digits (median error {np.median(errors):.1f} deg): "
           f"{inputs} -> {outputs}")
     print(f"run folder: {run_dir}")

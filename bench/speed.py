@@ -2,6 +2,7 @@
 same run (so ratios hold on a noisy machine); inference images/s; peak RSS. One JSON line.
 
     python bench/speed.py --seconds 20
+    python bench/speed.py --seconds 5 --device cuda   # where a GPU is present
 """
 
 from __future__ import annotations
@@ -24,62 +25,88 @@ MODELS = {
 }
 
 
-def _images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _images(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return (torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g),
-            torch.randint(-180, 180, (n,), generator=g).float())
+    return (torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g).to(device),
+            torch.randint(-180, 180, (n,), generator=g).float().to(device))
 
 
-def train_speed(spec: ModelSpec, batch: int, seconds: float, bf16: bool) -> float:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # GPU work is asynchronous: time finished steps only
+
+
+def train_speed(spec: ModelSpec, batch: int, seconds: float, bf16: bool,
+                device: torch.device) -> float:
     torch.manual_seed(0)
-    model = AngleModel(spec).train()
+    model = AngleModel(spec).to(device).train()
     opt = torch.optim.Adam(model.parameters(), 1e-3)
-    images, angles = _images(batch)
+    images, angles = _images(batch, device)
 
     def step() -> None:
         x = rotate_batch(to_float_images(images), angles)  # the on-the-fly rotation counts
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             raw = model(x)
         loss = model.head.loss(raw.float(), angles)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    step()
+    for _ in range(3):  # warm-up: allocator, kernel selection
+        step()
+    _sync(device)
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         step()
         done += batch
+        if done % (batch * 10) == 0:
+            _sync(device)
+    _sync(device)
     return done / (time.perf_counter() - started)
 
 
 @torch.inference_mode()
-def inference_speed(spec: ModelSpec, seconds: float) -> float:
-    model = AngleModel(spec).eval()
-    images, angles = _images(2048)
+def inference_speed(spec: ModelSpec, seconds: float, device: torch.device) -> float:
+    model = AngleModel(spec).to(device).eval()
+    images, angles = _images(2048, device)
     x = rotate_batch(to_float_images(images), angles)
     model.predict_angles(x)
+    _sync(device)
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         model.predict_angles(x)
         done += len(x)
+        if done % (len(x) * 10) == 0:
+            _sync(device)
+    _sync(device)
     return done / (time.perf_counter() - started)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "cpu"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="per measurement")
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
-    result: dict = {"benchmark": "speed", "threads": torch.get_num_threads(),
+    device = torch.device(args.device)
+    result: dict = {"benchmark": "speed", "device": _device_name(device),
+                    "threads": torch.get_num_threads(),
                     "batch_size": args.batch_size, "train_images_per_s": {},
                     "inference_images_per_s": {}}
     for name, spec in MODELS.items():
         result["train_images_per_s"][name] = {
-            "fp32": round(train_speed(spec, args.batch_size, args.seconds, False), 1),
-            "bf16": round(train_speed(spec, args.batch_size, args.seconds, True), 1),
+            "fp32": round(train_speed(spec, args.batch_size, args.seconds, False, device), 1),
+            "bf16": round(train_speed(spec, args.batch_size, args.seconds, True, device), 1),
         }
-        result["inference_images_per_s"][name] = round(inference_speed(spec, args.seconds / 2), 1)
+        result["inference_images_per_s"][name] = round(inference_speed(spec, args.seconds / 2, device), 1)
+    if device.type == "cuda":
+        result["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(result))
     return 0

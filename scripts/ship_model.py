@@ -13,6 +13,15 @@ from pathlib import Path
 from upright.shipped import SHIPPED_MODELS
 
 
+def _border_cue_lines(blank: dict | None) -> list[str]:
+    """What the model gets from the corners alone (content replaced by flat grey)."""
+    if not blank:
+        return []
+    return [f"Border cue (test images with their content blanked, only the rotated corners "
+            f"left): circular MAE {blank['circular_mae']:.1f} deg, within 5 deg modulo 90 "
+            f"{blank['within_5_modulo_90']:.1%} (chance: 90 deg and about 11%).", ""]
+
+
 def card(run: Path, name: str) -> str:
     model = json.loads((run / "model.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
@@ -23,7 +32,10 @@ def card(run: Path, name: str) -> str:
         f"# Shipped model `{name}`",
         "",
         f"Backbone `{spec['backbone']}`, head `{spec['head']}`, input {spec['channels']}x"
-        f"{spec['height']}x{spec['width']} (pixels / 255, then (x - {spec['mean']}) / {spec['std']}).",
+        f"{spec['height']}x{spec['width']} (pixels / 255, then (x - {spec['mean']}) / {spec['std']}); "
+        f"input mask `{spec.get('input_mask', 'none')}`"
+        + (" (black outside the inscribed circle, so the corners a rotation leaves say nothing)."
+           if spec.get("input_mask") == "circle" else "."),
         "",
         "## Data",
         "",
@@ -45,6 +57,7 @@ def card(run: Path, name: str) -> str:
         f"{test['within_1']:.2%} / {test['within_2']:.2%} / {test['within_5']:.2%} / "
         f"{test['within_10']:.2%} ({test['count']:,} images).",
         "",
+        *_border_cue_lines(metrics.get("blank_content")),
         f"Training: {training.get('epochs')} epochs, {training.get('samples_seen'):,} samples in "
         f"{training.get('train_seconds')} s ({training.get('images_per_second')} images/s) on a "
         "2-core CPU.",

@@ -42,3 +42,21 @@ def test_shipped_model_is_small_and_has_a_card(name):
     card = (folder / "MODEL_CARD.md").read_text()
     for needle in ("Data", "Protocol", "Metrics", "upright train"):
         assert needle in card
+
+
+def test_shipped_faces_model_does_not_read_the_rotation_corners():
+    # Olivetti backgrounds are grey, so a rotation's black corners give the angle away
+    # (modulo 90); the shipped model must be at chance once the face itself is blanked.
+    if shipped_model("faces") is None:
+        pytest.skip("shipped model faces not installed")
+    if not _have_mirror("olivetti"):
+        pytest.skip("no mirror for olivetti")
+    from upright.evaluation import blank_content_set, modulo_90_error
+
+    predictor = load_predictor("faces")
+    _, splits = prepare_data(make_config("faces-compact"))
+    blank = blank_content_set(splits.test.images[:60], splits.test.indices[:60], 10, seed=5)
+    x = rotate_batch(to_float_images(torch.from_numpy(blank.images[blank.source])),
+                     torch.from_numpy(blank.angles.astype(np.float32)))
+    mod90 = modulo_90_error(predictor.predict(x.numpy()), blank.angles.astype(np.float64))
+    assert (mod90 <= 5).mean() < 0.3  # chance is about 11%; corner reading gives 100%

@@ -73,9 +73,17 @@ class AngleModel(nn.Module):
                              persistent=False)
         self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1),
                              persistent=False)
+        if spec.input_mask not in INPUT_MASKS:
+            raise ValueError(f"unknown input_mask {spec.input_mask!r}; known: {', '.join(INPUT_MASKS)}")
+        self.register_buffer("input_mask", INPUT_MASKS[spec.input_mask](spec.height, spec.width),
+                             persistent=False)
+
+    def masked(self, images: torch.Tensor) -> torch.Tensor:
+        """The images as the backbone sees them: black outside the mask."""
+        return images * self.input_mask
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone((images - self.mean) / self.std))
+        return self.head(self.backbone((self.masked(images) - self.mean) / self.std))
 
     @torch.no_grad()
     def predict_angles(self, images: torch.Tensor, tta: bool = False) -> torch.Tensor:

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from upright import checkpoint
-from upright.correction import CorrectOptions, correct_paths, model_input
+from upright.correction import CorrectOptions, correct_paths, default_workers, model_input
 from upright.geometry import rotate_image
 from upright.imagefiles import encode_image, read_image
 from upright.models.model import AngleModel, ModelSpec
@@ -77,7 +77,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--model", help="run/model folder or shipped name (default: mnist)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, help="default: the tool's (CPU count + 1)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--stage-sample", type=int, default=50)
     args = parser.parse_args()
@@ -98,7 +98,7 @@ def main() -> int:
         shares = stage_times(sample, predictor, tmp / "stage")
     print(json.dumps({
         "benchmark": "correct", "images": args.count, "size": [1024, 768], "failed": failed,
-        "workers": args.workers, "seconds": round(seconds, 2),
+        "workers": options.workers or default_workers(), "seconds": round(seconds, 2),
         "images_per_s": round(args.count / seconds, 1), "peak_rss_mb": round(rss_after_batch, 1),
         "stage_share": shares,
     }))

@@ -61,3 +61,55 @@ def test_expand_canvas_keeps_every_pixel():
     out = rotate_image(img, 30.0, canvas="expand")
     assert out.shape[1] >= 100 * np.cos(np.radians(30)) + 40 * np.sin(np.radians(30)) - 1
     assert abs(int(out.astype(np.int64).sum()) - 200 * 40 * 100) < 0.02 * 200 * 40 * 100
+
+
+def test_every_resampler_rotates_the_same_way():
+    from upright.geometry import RESAMPLERS
+
+    torch.manual_seed(0)
+    x = torch.zeros(1, 1, 21, 21)
+    x[0, 0, 4:8, 9:12] = 1.0  # a blob above the centre
+    angles = torch.tensor([90.0])
+    reference = torch.rot90(x, 1, dims=(2, 3))  # a quarter turn counter-clockwise
+    for mode in RESAMPLERS:
+        out = rotate_batch(x, angles, mode=mode)
+        assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+        np.testing.assert_allclose(out.numpy(), reference.numpy(), atol=1e-4)
+
+
+def test_mixed_resamplers_split_the_batch_between_them():
+    from upright.geometry import rotate_mixed
+
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 15, 15)
+    angles = torch.full((6,), 33.0)
+    mixed = rotate_mixed(x, angles, modes=["bilinear", "bicubic", "nearest"])
+    for part, mode in zip(range(0, 6, 2), ("bilinear", "bicubic", "nearest"), strict=True):
+        alone = rotate_batch(x[part:part + 2], angles[part:part + 2], mode=mode)
+        torch.testing.assert_close(mixed[part:part + 2], alone)
+    # Nearest only copies source pixels (or the black fill); bilinear makes new values.
+    source_values = set(np.round(x[4:].numpy().ravel(), 6)) | {0.0}
+    assert set(np.round(mixed[4:].numpy().ravel(), 6)) <= source_values
+    assert not set(np.round(mixed[:2].numpy().ravel(), 6)) <= set(np.round(x[:2].numpy().ravel(), 6)) | {0.0}
+
+
+def test_unknown_resampler_is_a_clear_error():
+    with pytest.raises(ValueError, match="resampler"):
+        rotate_batch(torch.zeros(1, 1, 4, 4), torch.zeros(1), mode="lanczos")
+
+
+def test_sharpness_jitter_blurs_and_sharpens_but_keeps_flat_images():
+    from upright.geometry import jitter_sharpness
+
+    torch.manual_seed(0)
+    flat = torch.full((8, 1, 9, 9), 0.4)
+    torch.testing.assert_close(jitter_sharpness(flat, 1.0), flat)  # nothing to sharpen
+    edge = torch.zeros(64, 1, 9, 9)
+    edge[:, :, :, 5:] = 0.8
+    out = jitter_sharpness(edge, 1.0)
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    # Some images came out blurred (a value between the two levels beside the edge) ...
+    assert ((out[:, 0, 4, 4] > 0.05) & (out[:, 0, 4, 4] < 0.75)).any()
+    # ... and some sharpened (overshoot above the bright level, where it is not clipped).
+    assert (out[:, 0, 4, 5] > 0.85).any()
+    torch.testing.assert_close(jitter_sharpness(edge, 0.0), edge)

@@ -116,3 +116,41 @@ def test_blank_content_images_keep_only_the_corner_cue():
         assert len(np.unique(img)) == 1 and abs(int(img[0, 0]) - original.mean()) <= 0.5
     np.testing.assert_allclose(modulo_90_error(np.array([95.0, -178.0]), np.array([3.0, 2.0])),
                                [2.0, 0.0])
+
+
+def test_cosine_schedule_warms_up_then_anneals_to_zero():
+    from upright.training import cosine_factor
+
+    assert cosine_factor(0, 100, 10) == pytest.approx(0.1)
+    assert cosine_factor(9, 100, 10) == pytest.approx(1.0)
+    assert cosine_factor(55, 100, 10) == pytest.approx(0.5)
+    assert cosine_factor(100, 100, 10) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_cosine_schedule_follows_the_clock_under_a_time_budget():
+    from upright.training import cosine_factor
+
+    # 20 of 10,000 planned steps, but the budget is half spent: the rate is half way down.
+    assert cosine_factor(20, 10_000, 10, elapsed=30.0, budget=60.0) == pytest.approx(0.5, abs=0.01)
+    assert cosine_factor(20, 10_000, 10, elapsed=60.0, budget=60.0) == pytest.approx(0.0, abs=1e-12)
+    # Without a budget the clock is ignored.
+    assert cosine_factor(20, 10_000, 10, elapsed=60.0) > 0.99
+
+
+def test_run_stopped_by_the_clock_still_validates_its_final_weights(tmp_path):
+    from conftest import _have_mirror
+
+    if not _have_mirror("mnist"):
+        pytest.skip("UPRIGHT_DATA_MIRROR with mnist/ not available")
+    from upright.experiments import make_config, train_run
+
+    # One epoch would take far longer than the budget: only the clock can stop it.
+    config = make_config("mnist-compact", {
+        "limit": 600, "max_epochs": 5, "angles_per_epoch": 400, "val_angles": 2,
+        "test_angles": 2, "train_eval_images": 50, "batch_size": 64, "max_time": 4.0})
+    metrics = train_run(config, tmp_path / "run", progress=False, report=False)
+    assert metrics["training"]["stopped_by"] == "max_time"
+    assert metrics["training"]["best_epoch"] is not None  # the end-of-budget validation counted
+    # Lightning validates the interrupted epoch once: the annealed weights are judged.
+    assert len(_epoch_losses(tmp_path / "run", "val_loss")) == 1
+    assert metrics["test"]["circular_mae"] < 85  # 4 s of training already beats chance (90)

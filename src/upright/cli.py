@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from upright.geometry import RESAMPLERS
 from upright.models.backbones import BACKBONES
 from upright.models.heads import HEADS
 from upright.models.model import INPUT_MASKS
@@ -52,6 +53,11 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="KEY=VALUE", help="head option, e.g. delta=3 or bins=720")
     p.add_argument("--input-mask", choices=sorted(INPUT_MASKS),
                    help="circle: black outside the inscribed circle, hides the rotation's corners")
+    p.add_argument("--train-resamplers", nargs="+", choices=RESAMPLERS,
+                   help="interpolations for training rotations, each batch split between them "
+                        "(robustness to other resamplers; default: the recipe's)")
+    p.add_argument("--train-sharpness", type=float,
+                   help="random blur/sharpen of training images up to this strength (e.g. 1)")
     p.add_argument("--image-size", type=int, help="folder datasets: model input size (default 64)")
     p.add_argument("--aspect", choices=["crop", "pad"], help="folder datasets: centre-crop or pad")
     p.add_argument("--colour", choices=["grey", "rgb"], help="folder datasets: colour mode")
@@ -85,7 +91,8 @@ def _config_from_args(args: argparse.Namespace, **forced: Any):
     fields = ("dataset", "excluded_groups", "val_fraction", "limit", "angles_per_epoch",
               "val_angles", "test_angles", "batch_size", "lr", "max_epochs", "patience",
               "max_time", "seed", "precision", "image_size", "aspect", "colour", "train_eval_images",
-              "accelerator", "devices")
+              "accelerator", "devices", "train_resamplers",
+              "train_sharpness")
     overrides: dict[str, Any] = {f: getattr(args, f) for f in fields}
     model = {k: getattr(args, k) for k in ("backbone", "head", "input_mask") if getattr(args, k)}
     if args.backbone_option:
@@ -253,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jpeg-quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
     p.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2, help="decode/encode threads")
+    p.add_argument("--workers", type=int,
+                   help="decode/encode threads (default: the CPU count plus one)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_correct)
 

@@ -22,6 +22,10 @@ class TrainConfig:
     grid_images: int = 100  # test images in the before/after grid
     integer_angles: bool = True  # training angles are integers, as in the article
     fill: float = 0.0  # rotation fill, in [0, 1] pixel units (black)
+    # Resamplers for training rotations (each batch split evenly between them); evaluation
+    # always uses bilinear, the published protocol.
+    train_resamplers: list[str] = field(default_factory=lambda: ["bilinear"])
+    train_sharpness: float = 0.0  # random blur/sharpen of training images, up to this strength
     # Folder sources only (``folder:PATH``): model input size, aspect policy, colour, test share
     image_size: int = 64
     aspect: str = "crop"  # "crop": centre-crop to a square; "pad": pad to a square with black

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import shutil
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from upright import fileio
@@ -60,7 +63,26 @@ class CorrectOptions:
     allow_input_folder: bool = False
     jpeg_quality: int = 95
     batch_size: int = 32
-    workers: int = 2
+    workers: int | None = None  # decode/encode threads; None: one more than the CPU count
+
+
+def default_workers() -> int:
+    # One more thread than cores: while one waits on the disk, the cores stay busy.
+    return (os.cpu_count() or 1) + 1
+
+
+@contextmanager
+def _one_thread_per_task():
+    """Parallelism comes from the worker threads (one file each); OpenCV's and torch's own
+    thread pools on top of them would only fight over the same cores."""
+    cv2_threads, torch_threads = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(cv2_threads)
+        torch.set_num_threads(torch_threads)
 
 
 def parse_fill(text: str) -> tuple[int, int, int]:
@@ -214,7 +236,8 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
             return Result(str(src), angle, "failed", str(exc).splitlines()[0])
 
     window = max(2 * options.batch_size, 4)
-    with ThreadPoolExecutor(max_workers=options.workers) as pool, \
+    workers = options.workers or default_workers()
+    with _one_thread_per_task(), ThreadPoolExecutor(max_workers=workers) as pool, \
             tqdm(total=len(files), desc="correct", unit="img", disable=not progress) as bar:
         queue: deque[tuple[int, InputFile, Future]] = deque()
         todo = iter(enumerate(files))

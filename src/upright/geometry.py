@@ -16,6 +16,9 @@ import torch
 import torch.nn.functional as F
 
 CANVAS_MODES = ("same", "expand", "crop")
+# grid_sample's interpolations; training can mix them so a model cannot key on one
+# resampler's blur pattern (bilinear blurs most at 45 degrees and not at all at 0 or 90).
+RESAMPLERS = ("bilinear", "bicubic", "nearest")
 
 
 def rotation_grid(angles_deg: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -36,15 +39,21 @@ def rotation_grid(angles_deg: torch.Tensor, height: int, width: int) -> torch.Te
     return F.affine_grid(theta, [len(angles_deg), 1, height, width], align_corners=False)
 
 
-def rotate_batch(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
-    """Rotate float images (N, C, H, W) counter-clockwise by per-image angles in degrees."""
+def rotate_batch(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0.0,
+                 mode: str = "bilinear") -> torch.Tensor:
+    """Rotate float images (N, C, H, W) in [0, 1] counter-clockwise by per-image angles in
+    degrees; ``mode`` is one of RESAMPLERS."""
+    if mode not in RESAMPLERS:
+        raise ValueError(f"unknown resampler {mode!r}; choose from {', '.join(RESAMPLERS)}")
     if images.ndim != 4:
         raise ValueError(f"rotate_batch expects (N, C, H, W) images, got shape {tuple(images.shape)}")
     n, _, h, w = images.shape
     if len(angles_deg) != n:
         raise ValueError(f"{n} images but {len(angles_deg)} angles")
     grid = rotation_grid(angles_deg.to(images.device), h, w).to(images.dtype)
-    rotated = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    rotated = F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    if mode == "bicubic":
+        rotated = rotated.clamp(0.0, 1.0)  # cubic weights overshoot at edges
     if fill != 0.0:
         # Pixels that sampled outside the image get the fill value, in proportion.
         ones = torch.ones((n, 1, h, w), dtype=images.dtype, device=images.device)
@@ -52,6 +61,31 @@ def rotate_batch(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0
                                  align_corners=False)
         rotated = rotated + (1.0 - coverage) * fill
     return rotated
+
+
+def rotate_mixed(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0.0,
+                 modes: tuple[str, ...] | list[str] = ("bilinear",)) -> torch.Tensor:
+    """``rotate_batch`` with the batch split into equal consecutive parts, one per resampler."""
+    if len(modes) <= 1:
+        return rotate_batch(images, angles_deg, fill, modes[0] if modes else "bilinear")
+    parts = torch.tensor_split(torch.arange(len(images)), len(modes))
+    return torch.cat([rotate_batch(images[idx], angles_deg[idx], fill, mode)
+                      for idx, mode in zip(parts, modes, strict=True) if len(idx)])
+
+
+def jitter_sharpness(images: torch.Tensor, strength: float) -> torch.Tensor:
+    """Blur or sharpen each image by a random amount: x + s (x - blur(x)), s uniform in
+    [-strength, strength] per image (s = -1: a 3x3 binomial blur; s > 0: unsharp mask).
+    Resamplers differ mostly in how sharp they leave edges; this makes that a nuisance
+    the model has to ignore rather than a cue it can read."""
+    if strength <= 0:
+        return images
+    n, c = images.shape[:2]
+    k1 = torch.tensor([0.25, 0.5, 0.25], dtype=images.dtype, device=images.device)
+    kernel = (k1[:, None] * k1[None, :]).expand(c, 1, 3, 3)
+    blurred = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=c)
+    s = (torch.rand(n, 1, 1, 1, dtype=images.dtype, device=images.device) * 2 - 1) * strength
+    return (images + s * (images - blurred)).clamp(0.0, 1.0)
 
 
 def rotation_matrix(angle_deg: float, width: int, height: int, canvas: str = "same"):

@@ -63,6 +63,26 @@ def _read_16bit_colour(path: Path) -> np.ndarray:
     return cv2.cvtColor(pixels, code)
 
 
+def _read_plain_jpeg(path: Path, opened: Image.Image) -> DecodedImage | None:
+    """Grey or RGB JPEGs, the common case, decoded by OpenCV (libjpeg-turbo, no Python in
+    the loop, the GIL released throughout): about twice as fast as Pillow here. Anything
+    else, and any file not ending in its end-of-image marker (truncated: OpenCV would
+    only warn and return grey), is left to Pillow, which reports the problem."""
+    if opened.format != "JPEG" or opened.mode not in ("L", "RGB"):
+        return None
+    data = np.fromfile(path, dtype=np.uint8)
+    if data[-2:].tobytes() != b"\xff\xd9":
+        return None
+    flags = cv2.IMREAD_IGNORE_ORIENTATION | (
+        cv2.IMREAD_GRAYSCALE if opened.mode == "L" else cv2.IMREAD_COLOR_RGB)
+    pixels = cv2.imdecode(data, flags)
+    if pixels is None or pixels.shape[:2] != (opened.height, opened.width):
+        return None
+    orientation = opened.getexif().get(EXIF_ORIENTATION, 1)
+    return DecodedImage(_apply_orientation(pixels, orientation), "JPEG", opened.mode,
+                        _metadata(opened))
+
+
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> DecodedImage:
     """Decode ``path``; every failure is an ImageFileError whose message names the file."""
     path = Path(path)
@@ -76,6 +96,9 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> DecodedImage:
                                      f"{max_pixels:,} (decompression bomb?)")
             if opened.format not in FORMATS:
                 raise ImageFileError(f"{path}: unsupported format {opened.format}")
+            fast = _read_plain_jpeg(path, opened)
+            if fast is not None:
+                return fast
             opened.load()
             fmt = opened.format
             bits = opened.tag_v2.get(258, (8,)) if fmt == "TIFF" else None

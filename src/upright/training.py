@@ -19,7 +19,7 @@ from upright.angles import circular_error
 from upright.config import TrainConfig
 from upright.data.rotated import RotatedSet, SetBatches, TrainBatches, protocol_set, to_float_images
 from upright.data.source import Splits
-from upright.geometry import rotate_batch
+from upright.geometry import jitter_sharpness, rotate_batch, rotate_mixed
 from upright.models.model import AngleModel
 
 BEST_WEIGHTS = "best.safetensors"
@@ -36,7 +36,12 @@ class AngleModule(L.LightningModule):
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, angles = batch
-        x = rotate_batch(to_float_images(images), angles, self.config.fill)
+        if stage == "train":
+            x = rotate_mixed(to_float_images(images), angles, self.config.fill,
+                             self.config.train_resamplers)
+            x = jitter_sharpness(x, self.config.train_sharpness)
+        else:
+            x = rotate_batch(to_float_images(images), angles, self.config.fill)
         raw = self.model(x)
         if stage == "train":
             self.samples_seen += len(angles)
@@ -67,15 +72,29 @@ class AngleModule(L.LightningModule):
             raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}: constant or cosine")
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = max(1, int(config.warmup_fraction * total))
+        started = time.perf_counter()
 
         def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
+            elapsed = time.perf_counter() - started
+            return cosine_factor(step, total, warmup, elapsed, config.max_time)
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def cosine_factor(step: int, total: int, warmup: int, elapsed: float = 0.0,
+                  budget: float | None = None) -> float:
+    """Learning-rate factor: linear warm-up, then cosine decay to 0.
+
+    Progress is the larger of the step count's and, under a time budget, the clock's: a run
+    stopped by ``--max-time`` still ends annealed instead of being cut at a high rate.
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    if budget:
+        progress = max(progress, elapsed / budget)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 class RotationDataModule(L.LightningDataModule):

@@ -91,8 +91,7 @@ def _config_from_args(args: argparse.Namespace, **forced: Any):
     fields = ("dataset", "excluded_groups", "val_fraction", "limit", "angles_per_epoch",
               "val_angles", "test_angles", "batch_size", "lr", "max_epochs", "patience",
               "max_time", "seed", "precision", "image_size", "aspect", "colour", "train_eval_images",
-              "accelerator", "devices", "train_resamplers",
-              "train_sharpness")
+              "accelerator", "devices", "train_resamplers", "train_sharpness")
     overrides: dict[str, Any] = {f: getattr(args, f) for f in fields}
     model = {k: getattr(args, k) for k in ("backbone", "head", "input_mask") if getattr(args, k)}
     if args.backbone_option:

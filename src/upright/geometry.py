@@ -66,8 +66,8 @@ def rotate_batch(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0
 def rotate_mixed(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0.0,
                  modes: tuple[str, ...] | list[str] = ("bilinear",)) -> torch.Tensor:
     """``rotate_batch`` with the batch split into equal consecutive parts, one per resampler."""
-    if len(modes) <= 1:
-        return rotate_batch(images, angles_deg, fill, modes[0] if modes else "bilinear")
+    if len(modes) == 1:  # no split, no copies
+        return rotate_batch(images, angles_deg, fill, modes[0])
     parts = torch.tensor_split(torch.arange(len(images)), len(modes))
     return torch.cat([rotate_batch(images[idx], angles_deg[idx], fill, mode)
                       for idx, mode in zip(parts, modes, strict=True) if len(idx)])

@@ -36,12 +36,12 @@ class AngleModule(L.LightningModule):
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, angles = batch
-        if stage == "train":
-            x = rotate_mixed(to_float_images(images), angles, self.config.fill,
-                             self.config.train_resamplers)
+        x = to_float_images(images)
+        if stage == "train":  # augmentations for training only; validation is the protocol
+            x = rotate_mixed(x, angles, self.config.fill, self.config.train_resamplers)
             x = jitter_sharpness(x, self.config.train_sharpness)
         else:
-            x = rotate_batch(to_float_images(images), angles, self.config.fill)
+            x = rotate_batch(x, angles, self.config.fill)
         raw = self.model(x)
         if stage == "train":
             self.samples_seen += len(angles)

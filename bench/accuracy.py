@@ -1,6 +1,7 @@
 """Benchmark: a model's accuracy on the full published test protocol of its dataset,
 with and without test-time augmentation, and on test images rotated by Pillow (bicubic)
-instead of our resampler. Prints one JSON line.
+and by OpenCV (Lanczos-4, a resampler no training mix uses) instead of ours. Prints one
+JSON line.
 
     python bench/accuracy.py --model mnist            # a shipped model or a run folder
     python bench/accuracy.py --recipe mnist-compact --budget 30m   # train first
@@ -19,7 +20,7 @@ from upright import checkpoint
 from upright.cli import parse_duration
 from upright.data.rotated import protocol_set
 from upright.demo import RECIPE_OF_DATASET
-from upright.evaluation import pillow_rotated_set, predict_set, summarise
+from upright.evaluation import predict_set, resampled_set, summarise
 from upright.experiments import RECIPES, make_config, prepare_data, train_run
 
 
@@ -29,11 +30,13 @@ def evaluate_model(folder: Path) -> dict:
     recipe = make_config(RECIPE_OF_DATASET.get(dataset, "mnist-published"))
     _, splits = prepare_data(recipe)
     test = protocol_set(splits.test.images, splits.test.indices, recipe.test_angles, recipe.eval_seed)
-    pillow = pillow_rotated_set(test)
     out: dict = {"dataset": dataset, "model": str(folder), "backbone": model.spec.backbone,
                  "head": model.spec.head}
-    for name, rotated, prerotated in (("standard", test, False), ("pillow_bicubic", pillow, True)):
-        for tta in (False, True):
+    sets = (("standard", test, False, (False, True)),
+            ("pillow_bicubic", resampled_set(test, "pillow_bicubic"), True, (False, True)),
+            ("opencv_lanczos", resampled_set(test, "opencv_lanczos"), True, (False,)))
+    for name, rotated, prerotated, tta_options in sets:
+        for tta in tta_options:
             started = time.perf_counter()
             pred = predict_set(model, rotated, 2048, tta=tta, prerotated=prerotated)
             key = name + ("_tta" if tta else "")
@@ -41,6 +44,8 @@ def evaluate_model(folder: Path) -> dict:
             out[key]["seconds"] = round(time.perf_counter() - started, 2)
     out["pillow_vs_standard_mae_ratio"] = round(
         out["pillow_bicubic"]["circular_mae"] / out["standard"]["circular_mae"], 3)
+    out["lanczos_vs_standard_mae_ratio"] = round(
+        out["opencv_lanczos"]["circular_mae"] / out["standard"]["circular_mae"], 3)
     out["tta_cost_ratio"] = round(out["standard_tta"]["seconds"] / out["standard"]["seconds"], 2)
     return out
 

@@ -93,6 +93,47 @@ def test_mixed_resamplers_split_the_batch_between_them():
     assert not set(np.round(mixed[:2].numpy().ravel(), 6)) <= set(np.round(x[:2].numpy().ravel(), 6)) | {0.0}
 
 
+def test_cubic_resampler_is_grid_samples_bicubic_at_a_075_and_pillows_rotate_at_a_1():
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    images = np.zeros((12, 28, 28), np.uint8)
+    images[:, 6:22, 6:22] = rng.integers(0, 256, (12, 16, 16))  # black border, as MNIST
+    angles = rng.integers(-180, 180, 12).astype(np.float32)
+    x = torch.from_numpy(images).float().unsqueeze(1) / 255
+    a = torch.from_numpy(angles)
+    torch.testing.assert_close(rotate_batch(x, a, mode="cubic", cubic_a=-0.75),
+                               rotate_batch(x, a, mode="bicubic"), atol=1e-5, rtol=0)
+    pillow = np.stack([np.asarray(Image.fromarray(im).rotate(float(angle), resample=Image.BICUBIC))
+                       for im, angle in zip(images, angles, strict=True)]).astype(np.float32)
+    for cubic_a, expected in ((-1.0, "close"), (-0.5, "far")):
+        ours = rotate_batch(x, a, mode="cubic", cubic_a=cubic_a)[:, 0].numpy() * 255
+        mean_difference = np.abs(ours - pillow).mean()
+        # Pillow rounds to 8 bits: about 0.25 grey levels is all that is left at a = -1.
+        assert (mean_difference < 0.5) == (expected == "close"), (cubic_a, mean_difference)
+
+
+def test_cubic_resampler_takes_a_parameter_per_image_and_training_draws_it():
+    from upright.geometry import CUBIC_A_RANGE, rotate_mixed
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 15, 15).repeat(2, 1, 1, 1)
+    angles = torch.full((4,), 33.0)
+    per_image = rotate_batch(x, angles, mode="cubic", cubic_a=torch.tensor([-1.0, -0.5, -1.0, -0.5]))
+    torch.testing.assert_close(per_image[0], rotate_batch(x[:1], angles[:1], mode="cubic", cubic_a=-1.0)[0])
+    torch.testing.assert_close(per_image[1], rotate_batch(x[1:2], angles[:1], mode="cubic", cubic_a=-0.5)[0])
+    assert CUBIC_A_RANGE == (-1.0, -0.5)
+    same = x[:1].repeat(4, 1, 1, 1)  # one image four times: only the drawn parameter differs
+    drawn = rotate_mixed(same, angles, modes=["cubic"])
+    assert len({round(float(d.sum()), 5) for d in drawn}) == 4
+    # Each differs from the softest and the sharpest kernel by less than those two differ.
+    soft = rotate_batch(same[:1], angles[:1], mode="cubic", cubic_a=-0.5)
+    sharp = rotate_batch(same[:1], angles[:1], mode="cubic", cubic_a=-1.0)
+    span = float((soft - sharp).abs().sum())
+    for d in drawn:
+        assert float((d - soft).abs().sum()) < span and float((d - sharp).abs().sum()) < span
+
+
 def test_unknown_resampler_is_a_clear_error():
     with pytest.raises(ValueError, match="resampler"):
         rotate_batch(torch.zeros(1, 1, 4, 4), torch.zeros(1), mode="lanczos")
@@ -113,3 +154,28 @@ def test_sharpness_jitter_blurs_and_sharpens_but_keeps_flat_images():
     # ... and some sharpened (overshoot above the bright level, where it is not clipped).
     assert (out[:, 0, 4, 5] > 0.85).any()
     torch.testing.assert_close(jitter_sharpness(edge, 0.0), edge)
+
+
+@pytest.mark.parametrize("resampler", ["pillow_bicubic", "opencv_lanczos"])
+def test_other_libraries_rotate_the_same_items_the_same_way(resampler):
+    from upright.data.rotated import fixed_angle_set
+    from upright.evaluation import resampled_set
+
+    images = np.zeros((2, 21, 21), np.uint8)
+    images[:, 3:9, 8:13] = 255  # a block above the centre
+    rotated = fixed_angle_set(images, (-120, 0, 35, 90))
+    other = resampled_set(rotated, resampler)
+    assert other.images.dtype == np.uint8 and len(other) == len(rotated) == 8
+    np.testing.assert_array_equal(other.angles, rotated.angles)
+    x = torch.from_numpy(images[rotated.source]).float().unsqueeze(1) / 255
+    ours = rotate_batch(x, torch.from_numpy(rotated.angles).float())[:, 0].numpy() * 255
+    # Same geometry: only edge pixels differ, by less than a tenth of the block's level.
+    assert np.abs(other.images.astype(np.float32) - ours).mean() < 0.1 * 255 * (30 / 441)
+
+
+def test_unknown_other_resampler_is_a_clear_error():
+    from upright.data.rotated import fixed_angle_set
+    from upright.evaluation import resampled_set
+
+    with pytest.raises(ValueError, match="resampler 'lanczos'"):
+        resampled_set(fixed_angle_set(np.zeros((1, 5, 5), np.uint8)), "lanczos")

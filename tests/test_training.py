@@ -154,3 +154,34 @@ def test_run_stopped_by_the_clock_still_validates_its_final_weights(tmp_path):
     # Lightning validates the interrupted epoch once: the annealed weights are judged.
     assert len(_epoch_losses(tmp_path / "run", "val_loss")) == 1
     assert metrics["test"]["circular_mae"] < 85  # 4 s of training already beats chance (90)
+    # Peak memory is reported in MB: torch alone is over 100 MB, and this run is far from GBs.
+    assert 100 < metrics["training"]["peak_rss_mb"] < 4096
+
+
+def test_cli_passes_training_fields_to_the_recipe():
+    from upright.cli import _config_from_args, build_parser
+
+    args = build_parser().parse_args([
+        "train", "--recipe", "mnist-fast", "--eval-batch-size", "64", "--train-resamplers",
+        "bilinear", "cubic", "--train-sharpness", "0.5", "--backbone-option", "dense=96"])
+    config = _config_from_args(args)
+    assert config.eval_batch_size == 64
+    assert config.train_resamplers == ["bilinear", "cubic"] and config.train_sharpness == 0.5
+    assert config.batch_size == 128  # untouched recipe fields stay the recipe's
+    # A backbone option given on the command line adds to the recipe's options...
+    assert config.model.backbone_options == {"widths": [16, 32, 64], "dense": 96}
+    # ...unless it names another backbone, whose options start empty.
+    args = build_parser().parse_args(["train", "--recipe", "mnist-fast", "--backbone", "seed_mnist"])
+    assert _config_from_args(args).model.backbone_options == {}
+
+
+def test_fast_recipe_uses_a_lighter_network_than_the_compact_one():
+    from upright.experiments import make_config
+    from upright.models.model import AngleModel
+
+    def parameters(recipe):
+        spec = make_config(recipe).model
+        spec.height = spec.width = 28
+        return sum(p.numel() for p in AngleModel(spec).parameters())
+
+    assert parameters("mnist-fast") < 0.5 * parameters("mnist-compact")

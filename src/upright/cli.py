@@ -71,6 +71,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-eval-images", type=int,
                    help="training images (at --test-angles each) for the train metrics")
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--eval-batch-size", type=int,
+                   help="images per validation and test batch (memory, not results)")
     p.add_argument("--lr", type=float)
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--patience", type=int)
@@ -89,7 +91,7 @@ def _config_from_args(args: argparse.Namespace, **forced: Any):
     from upright.experiments import make_config
 
     fields = ("dataset", "excluded_groups", "val_fraction", "limit", "angles_per_epoch",
-              "val_angles", "test_angles", "batch_size", "lr", "max_epochs", "patience",
+              "val_angles", "test_angles", "batch_size", "eval_batch_size", "lr", "max_epochs", "patience",
               "max_time", "seed", "precision", "image_size", "aspect", "colour", "train_eval_images",
               "accelerator", "devices", "train_resamplers", "train_sharpness")
     overrides: dict[str, Any] = {f: getattr(args, f) for f in fields}

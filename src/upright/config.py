@@ -35,7 +35,9 @@ class TrainConfig:
     model: ModelSpec = field(default_factory=ModelSpec)
     # Optimisation
     batch_size: int = 1024
-    eval_batch_size: int = 2048
+    # Validation and test batches: 256 keeps CPU training's peak memory low (2048 added
+    # about 450 MB of activations to a 28x28 run) at no cost in speed.
+    eval_batch_size: int = 256
     lr: float = 1e-3
     adam_eps: float = 1e-7  # Keras' Adam default
     weight_decay: float = 0.0

@@ -42,13 +42,15 @@ RECIPES: dict[str, dict[str, Any]] = {
                       "patience": 100, "batch_size": 256, "integer_angles": False,
                       "train_resamplers": list(RESAMPLERS), "train_sharpness": 1.0,
                       "model": {"backbone": "compact", "head": "bins"}},
-    # Ours against the clock (how soon the article's 86.4% within 5 degrees is reached): the
-    # same network and head, small batches, one view per image per epoch, plain bilinear,
-    # and a cosine schedule that anneals by the 2-minute budget.
+    # Ours against the clock (how soon the article's 86.4% within 5 degrees is reached): a
+    # lighter compact network (about a third of the multiply-adds, 2.1x the training
+    # images/s on 2 cores), the same head, small batches, one view per image per epoch,
+    # plain bilinear, and a cosine schedule that anneals by the 2-minute budget.
     "mnist-fast": {"dataset": "mnist", "lr": 3e-3, "lr_schedule": "cosine", "max_epochs": 100,
                    "max_time": 120.0, "angles_per_epoch": 1, "val_angles": 1, "patience": 100,
                    "batch_size": 128, "integer_angles": False,
-                   "model": {"backbone": "compact", "head": "bins"}},
+                   "model": {"backbone": "compact", "head": "bins",
+                             "backbone_options": {"widths": [16, 32, 64], "dense": 128}}},
     # Ours for faces: the same network and head, 20 epochs; the circle mask hides the
     # rotation's black corners, which otherwise give the angle away (modulo 90) on these
     # grey-background photos, so the model has to read the face itself.
@@ -74,13 +76,24 @@ def make_config(recipe: str, overrides: dict[str, Any] | None = None) -> TrainCo
     values = json.loads(json.dumps(RECIPES[recipe]))  # deep copy
     for key, value in (overrides or {}).items():
         if key == "model":
-            values.setdefault("model", {}).update(value)
+            _merge_model(values.setdefault("model", {}), value)
         elif value is not None:
             values[key] = value
     config = TrainConfig.from_dict(values)
     if not isinstance(config.model, ModelSpec):
         config.model = ModelSpec.from_dict(config.model or {})
     return config
+
+
+def _merge_model(recipe_model: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Model overrides: options add to the recipe's own for the same backbone or head; a
+    different backbone or head starts from no options (the recipe's may not fit it)."""
+    for part in ("backbone", "head"):
+        options = f"{part}_options"
+        changed = overrides.get(part, recipe_model.get(part)) != recipe_model.get(part)
+        base = {} if changed else recipe_model.get(options, {})
+        recipe_model[options] = {**base, **overrides.get(options, {})}
+    recipe_model.update({k: v for k, v in overrides.items() if not k.endswith("_options")})
 
 
 def prepare_data(config: TrainConfig) -> tuple[SourceData, Splits]:
@@ -113,6 +126,7 @@ def train_run(config: TrainConfig, run_dir: str | Path, progress: bool = True, r
     run_dir.mkdir(parents=True, exist_ok=True)
     source, splits = prepare_data(config)
     fit_input_format(config, source)
+    del source  # the splits hold copies; the whole source would only add to peak memory
     fileio.write_json(run_dir / CONFIG_FILE, config.to_dict())
     torch.manual_seed(config.seed)
     model = AngleModel(config.model)

@@ -16,9 +16,14 @@ import torch
 import torch.nn.functional as F
 
 CANVAS_MODES = ("same", "expand", "crop")
-# grid_sample's interpolations; training can mix them so a model cannot key on one
-# resampler's blur pattern (bilinear blurs most at 45 degrees and not at all at 0 or 90).
-RESAMPLERS = ("bilinear", "bicubic", "nearest")
+# grid_sample's interpolations plus Keys cubic convolution with a chosen sharpness;
+# training can mix them so a model cannot key on one resampler's blur pattern (bilinear
+# blurs most at 45 degrees and not at all at 0 or 90).
+RESAMPLERS = ("bilinear", "bicubic", "nearest", "cubic")
+# Keys' cubic kernel parameter a, drawn per image when training mixes in "cubic": -0.5 is
+# Catmull-Rom, -0.75 torch's and OpenCV's bicubic, -1 Pillow's rotate (sharpest, most
+# overshoot). Covering the family is resampling noise, not one resampler learnt.
+CUBIC_A_RANGE = (-1.0, -0.5)
 
 
 def rotation_grid(angles_deg: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -39,10 +44,49 @@ def rotation_grid(angles_deg: torch.Tensor, height: int, width: int) -> torch.Te
     return F.affine_grid(theta, [len(angles_deg), 1, height, width], align_corners=False)
 
 
+def _keys_weights(t: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Keys cubic-convolution weights (4, ...) of the taps at offsets -1, 0, 1, 2 for
+    fractions t in [0, 1): the kernel's two cubic pieces evaluated at 1+t, t, 1-t, 2-t."""
+    t2 = t * t
+    t3 = t2 * t
+    return torch.stack([
+        a * (t3 - 2 * t2 + t),
+        (a + 2) * t3 - (a + 3) * t2 + 1,
+        -(a + 2) * t3 + (2 * a + 3) * t2 - a * t,
+        a * (t2 - t3),
+    ])
+
+
+def cubic_sample(images: torch.Tensor, grid: torch.Tensor,
+                 a: float | torch.Tensor = -0.75) -> torch.Tensor:
+    """grid_sample (zeros padding, align_corners=False) with Keys' cubic kernel of
+    parameter ``a`` (a float, or one per image); grid_sample's own bicubic fixes a = -0.75."""
+    n, c, h, w = images.shape
+    a = torch.as_tensor(a, dtype=images.dtype, device=images.device).reshape(-1, 1, 1)
+    x = ((grid[..., 0] + 1) * w - 1) / 2  # pixel coordinates of each output's source
+    y = ((grid[..., 1] + 1) * h - 1) / 2
+    x0, y0 = torch.floor(x), torch.floor(y)
+    wx, wy = _keys_weights(x - x0, a), _keys_weights(y - y0, a)
+    # Four pixels of zeros: a source point further out is clamped to a window that holds
+    # nothing but zeros, which is what its taps would read anyway.
+    pad = 4
+    padded = F.pad(images, (pad, pad, pad, pad))
+    xi = (x0.long() - 1 + pad).clamp(0, w + pad)
+    yi = (y0.long() - 1 + pad).clamp(0, h + pad)
+    offsets = torch.arange(4, device=images.device)
+    # Flat index of each of the 16 taps of each output pixel: (N, 4, 4, H, W).
+    rows = (yi.unsqueeze(1) + offsets.view(1, 4, 1, 1)).unsqueeze(2)
+    cols = (xi.unsqueeze(1) + offsets.view(1, 4, 1, 1)).unsqueeze(1)
+    flat = (rows * (w + 2 * pad) + cols).reshape(n, 1, -1).expand(n, c, -1)
+    taps = padded.reshape(n, c, -1).gather(2, flat).reshape(n, c, 4, 4, h, w)
+    weights = wy.permute(1, 0, 2, 3).unsqueeze(2) * wx.permute(1, 0, 2, 3).unsqueeze(1)
+    return (taps * weights.unsqueeze(1)).sum(dim=(2, 3))
+
+
 def rotate_batch(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0.0,
-                 mode: str = "bilinear") -> torch.Tensor:
+                 mode: str = "bilinear", cubic_a: float | torch.Tensor = -0.75) -> torch.Tensor:
     """Rotate float images (N, C, H, W) in [0, 1] counter-clockwise by per-image angles in
-    degrees; ``mode`` is one of RESAMPLERS."""
+    degrees; ``mode`` is one of RESAMPLERS (``cubic_a``: Keys' parameter for "cubic")."""
     if mode not in RESAMPLERS:
         raise ValueError(f"unknown resampler {mode!r}; choose from {', '.join(RESAMPLERS)}")
     if images.ndim != 4:
@@ -51,8 +95,12 @@ def rotate_batch(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0
     if len(angles_deg) != n:
         raise ValueError(f"{n} images but {len(angles_deg)} angles")
     grid = rotation_grid(angles_deg.to(images.device), h, w).to(images.dtype)
-    rotated = F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=False)
-    if mode == "bicubic":
+    if mode == "cubic":
+        rotated = cubic_sample(images, grid, cubic_a)
+    else:
+        rotated = F.grid_sample(images, grid, mode=mode, padding_mode="zeros",
+                                align_corners=False)
+    if mode in ("bicubic", "cubic"):
         rotated = rotated.clamp(0.0, 1.0)  # cubic weights overshoot at edges
     if fill != 0.0:
         # Pixels that sampled outside the image get the fill value, in proportion.
@@ -65,11 +113,17 @@ def rotate_batch(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0
 
 def rotate_mixed(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0.0,
                  modes: tuple[str, ...] | list[str] = ("bilinear",)) -> torch.Tensor:
-    """``rotate_batch`` with the batch split into equal consecutive parts, one per resampler."""
+    """``rotate_batch`` with the batch split into equal consecutive parts, one per resampler;
+    "cubic" draws Keys' parameter per image from CUBIC_A_RANGE."""
+    def rotate_part(part: torch.Tensor, angles: torch.Tensor, mode: str) -> torch.Tensor:
+        low, high = CUBIC_A_RANGE
+        a = low + (high - low) * torch.rand(len(part), device=part.device, dtype=part.dtype)
+        return rotate_batch(part, angles, fill, mode, cubic_a=a)
+
     if len(modes) == 1:  # no split, no copies
-        return rotate_batch(images, angles_deg, fill, modes[0])
+        return rotate_part(images, angles_deg, modes[0])
     parts = torch.tensor_split(torch.arange(len(images)), len(modes))
-    return torch.cat([rotate_batch(images[idx], angles_deg[idx], fill, mode)
+    return torch.cat([rotate_part(images[idx], angles_deg[idx], mode)
                       for idx, mode in zip(parts, modes, strict=True) if len(idx)])
 
 

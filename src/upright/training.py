@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 import warnings
 from datetime import timedelta
@@ -192,7 +193,18 @@ def fit(model: AngleModel, splits: Splits, config: TrainConfig, run_dir: Path,
         "samples_seen": int(samples),
         "images_per_second": round(samples / seconds, 1) if seconds > 0 else None,
         "stopped_by": _stop_reason(trainer, config),
+        "peak_rss_mb": peak_rss_mb(),  # so far: training and its validation passes
     }
+
+
+def peak_rss_mb() -> float | None:
+    """The process's peak resident memory in MB (None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def _stop_reason(trainer: L.Trainer, config: TrainConfig) -> str:

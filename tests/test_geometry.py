@@ -179,3 +179,26 @@ def test_unknown_other_resampler_is_a_clear_error():
 
     with pytest.raises(ValueError, match="resampler 'lanczos'"):
         resampled_set(fixed_angle_set(np.zeros((1, 5, 5), np.uint8)), "lanczos")
+
+
+def test_two_step_rotation_lands_on_the_same_angle_by_a_random_route():
+    from upright.geometry import rotate_two_steps
+
+    x = torch.zeros(4, 1, 29, 29)
+    x[:, 0, 4:10, 12:17] = 1.0  # a blob above the centre
+    angles = torch.tensor([90.0, -45.0, 170.0, 10.0])
+    once = rotate_batch(x, angles)
+    ys, xs = torch.meshgrid(torch.arange(29.0), torch.arange(29.0), indexing="ij")
+
+    def centroids(images):
+        mass = images[:, 0].sum(dim=(1, 2))
+        return torch.stack([(images[:, 0] * ys).sum(dim=(1, 2)) / mass,
+                            (images[:, 0] * xs).sum(dim=(1, 2)) / mass], dim=1)
+
+    torch.manual_seed(0)
+    first = rotate_two_steps(x, angles, modes=["bilinear", "nearest"])
+    second = rotate_two_steps(x, angles, modes=["bilinear", "nearest"])
+    torch.testing.assert_close(centroids(first), centroids(once), atol=0.35, rtol=0)
+    torch.testing.assert_close(centroids(second), centroids(once), atol=0.35, rtol=0)
+    assert not torch.allclose(first, second)  # a different intermediate angle each call
+    assert abs(float(first.sum() - once.sum())) < 0.05 * float(once.sum())  # mass kept

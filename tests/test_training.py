@@ -185,3 +185,12 @@ def test_fast_recipe_uses_a_lighter_network_than_the_compact_one():
         return sum(p.numel() for p in AngleModel(spec).parameters())
 
     assert parameters("mnist-fast") < 0.5 * parameters("mnist-compact")
+
+
+def test_unknown_rotation_steps_is_a_clear_error(tmp_path):
+    from upright.experiments import make_config
+    from upright.training import fit
+
+    config = make_config("mnist-fast", {"train_rotation_steps": 3})
+    with pytest.raises(ValueError, match="train_rotation_steps must be one of"):
+        fit(None, None, config, tmp_path)

@@ -26,6 +26,9 @@ class TrainConfig:
     # always uses bilinear, the published protocol.
     train_resamplers: list[str] = field(default_factory=lambda: ["bilinear"])
     train_sharpness: float = 0.0  # random blur/sharpen of training images, up to this strength
+    # 2: rotate training images in two steps, the last by a random angle, so no resampler
+    # fingerprint tells the label (see geometry.rotate_two_steps)
+    train_rotation_steps: int = 1
     # Folder sources only (``folder:PATH``): model input size, aspect policy, colour, test share
     image_size: int = 64
     aspect: str = "crop"  # "crop": centre-crop to a square; "pad": pad to a square with black

@@ -127,6 +127,18 @@ def rotate_mixed(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0
                       for idx, mode in zip(parts, modes, strict=True) if len(idx)])
 
 
+def rotate_two_steps(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0.0,
+                     modes: tuple[str, ...] | list[str] = ("bilinear",)) -> torch.Tensor:
+    """Rotate by a random angle, then by the rest of ``angles_deg``, each step with
+    ``rotate_mixed`` (the second step's resamplers shifted by one part). Every resampler
+    leaves a fingerprint that tells its own angle modulo 90; here the last step's angle is
+    random, so no fingerprint carries the label and only the shape does."""
+    first = torch.rand(len(angles_deg), device=angles_deg.device) * 360.0 - 180.0
+    turned = rotate_mixed(images, first, fill, modes)
+    shifted = list(modes[1:]) + list(modes[:1])
+    return rotate_mixed(turned, angles_deg - first.to(angles_deg.dtype), fill, shifted)
+
+
 def jitter_sharpness(images: torch.Tensor, strength: float) -> torch.Tensor:
     """Blur or sharpen each image by a random amount: x + s (x - blur(x)), s uniform in
     [-strength, strength] per image (s = -1: a 3x3 binomial blur; s > 0: unsharp mask).

@@ -20,10 +20,12 @@ from upright.angles import circular_error
 from upright.config import TrainConfig
 from upright.data.rotated import RotatedSet, SetBatches, TrainBatches, protocol_set, to_float_images
 from upright.data.source import Splits
-from upright.geometry import jitter_sharpness, rotate_batch, rotate_mixed
+from upright.geometry import jitter_sharpness, rotate_batch, rotate_mixed, rotate_two_steps
 from upright.models.model import AngleModel
 
 BEST_WEIGHTS = "best.safetensors"
+# Training rotations by TrainConfig.train_rotation_steps.
+TRAIN_ROTATIONS = {1: rotate_mixed, 2: rotate_two_steps}
 
 
 class AngleModule(L.LightningModule):
@@ -39,7 +41,8 @@ class AngleModule(L.LightningModule):
         images, angles = batch
         x = to_float_images(images)
         if stage == "train":  # augmentations for training only; validation is the protocol
-            x = rotate_mixed(x, angles, self.config.fill, self.config.train_resamplers)
+            rotate = TRAIN_ROTATIONS[self.config.train_rotation_steps]
+            x = rotate(x, angles, self.config.fill, self.config.train_resamplers)
             x = jitter_sharpness(x, self.config.train_sharpness)
         else:
             x = rotate_batch(x, angles, self.config.fill)
@@ -152,6 +155,9 @@ def quiet_lightning() -> None:
 def fit(model: AngleModel, splits: Splits, config: TrainConfig, run_dir: Path,
         progress: bool = True) -> dict:
     """Train with early stopping; the model ends with its best validation weights."""
+    if config.train_rotation_steps not in TRAIN_ROTATIONS:
+        raise ValueError(f"train_rotation_steps must be one of {sorted(TRAIN_ROTATIONS)}, "
+                         f"got {config.train_rotation_steps}")
     quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
     if config.num_threads:

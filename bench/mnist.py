@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 from pathlib import Path
 
 from upright.cli import parse_duration, parse_option
 from upright.experiments import RECIPES, make_config, train_run
+from upright.training import peak_rss_mb
 
 
 def main() -> int:
@@ -51,7 +51,7 @@ def main() -> int:
         "train_images_per_s": training["images_per_second"],
         "evaluation_seconds": metrics["evaluation_seconds"],
         "train_peak_rss_mb": training.get("peak_rss_mb"),  # training and validation only
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
     }
     print(json.dumps(result))
     return 0

@@ -116,6 +116,8 @@ def rotate_mixed(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0
     """``rotate_batch`` with the batch split into equal consecutive parts, one per resampler;
     "cubic" draws Keys' parameter per image from CUBIC_A_RANGE."""
     def rotate_part(part: torch.Tensor, angles: torch.Tensor, mode: str) -> torch.Tensor:
+        if mode != "cubic":
+            return rotate_batch(part, angles, fill, mode)
         low, high = CUBIC_A_RANGE
         a = low + (high - low) * torch.rand(len(part), device=part.device, dtype=part.dtype)
         return rotate_batch(part, angles, fill, mode, cubic_a=a)

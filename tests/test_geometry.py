@@ -70,11 +70,28 @@ def test_every_resampler_rotates_the_same_way():
     x = torch.zeros(1, 1, 21, 21)
     x[0, 0, 4:8, 9:12] = 1.0  # a blob above the centre
     angles = torch.tensor([90.0])
-    reference = torch.rot90(x, 1, dims=(2, 3))  # a quarter turn counter-clockwise
     for mode in RESAMPLERS:
+        # "area" blurs even at 0 degrees: a quarter turn of its unrotated output
+        unrotated = rotate_batch(x, torch.zeros(1), mode="area") if mode == "area" else x
+        reference = torch.rot90(unrotated, 1, dims=(2, 3))  # a quarter turn counter-clockwise
         out = rotate_batch(x, angles, mode=mode)
         assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
         np.testing.assert_allclose(out.numpy(), reference.numpy(), atol=1e-4)
+
+
+def test_area_resampler_blurs_the_same_at_every_angle_unlike_bilinear():
+    torch.manual_seed(0)
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 4:24, 4:24] = torch.rand(64, 1, 20, 20)  # fine detail, inside the frame
+
+    def kept_energy(mode: str, angle: float) -> float:
+        out = rotate_batch(x, torch.full((64,), angle), mode=mode)
+        return float((out ** 2).sum() / (x ** 2).sum())
+
+    bilinear = [kept_energy("bilinear", a) for a in (0.0, 22.5, 45.0)]
+    area = [kept_energy("area", a) for a in (0.0, 22.5, 45.0)]
+    assert bilinear[0] > 0.99 and max(bilinear[1:]) < 0.87  # the angle shows in the blur
+    assert max(area) - min(area) < 0.03  # it hardly does
 
 
 def test_mixed_resamplers_split_the_batch_between_them():

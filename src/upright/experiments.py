@@ -17,7 +17,7 @@ from upright.data.registry import load_source
 from upright.data.rotated import RotatedSet, fixed_angle_set, protocol_angles, protocol_set, to_float_images
 from upright.data.source import SourceData, Splits, split_source
 from upright.evaluation import blank_content_set, border_cue, per_angle, predict_set, summarise
-from upright.geometry import RESAMPLERS, rotate_batch
+from upright.geometry import rotate_batch
 from upright.models.model import AngleModel, ModelSpec
 
 CONFIG_FILE = "config.json"
@@ -40,7 +40,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "mnist-compact": {"dataset": "mnist", "lr": 3e-3, "lr_schedule": "cosine", "max_epochs": 8,
                       "max_time": 27 * 60.0, "angles_per_epoch": 4, "val_angles": 2,
                       "patience": 100, "batch_size": 256, "integer_angles": False,
-                      "train_resamplers": list(RESAMPLERS), "train_sharpness": 1.0,
+                      "train_resamplers": ["bilinear", "bicubic", "nearest"], "train_sharpness": 1.0,
                       "model": {"backbone": "compact", "head": "bins"}},
     # Ours against the clock (how soon the article's 86.4% within 5 degrees is reached): a
     # lighter compact network (about a third of the multiply-adds, 2.1x the training

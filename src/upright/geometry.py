@@ -19,7 +19,10 @@ CANVAS_MODES = ("same", "expand", "crop")
 # grid_sample's interpolations plus Keys cubic convolution with a chosen sharpness;
 # training can mix them so a model cannot key on one resampler's blur pattern (bilinear
 # blurs most at 45 degrees and not at all at 0 or 90).
-RESAMPLERS = ("bilinear", "bicubic", "nearest", "cubic")
+RESAMPLERS = ("bilinear", "bicubic", "nearest", "cubic", "area")
+# "area": each output pixel averages AREA_SUBSAMPLES x AREA_SUBSAMPLES bilinear samples over
+# its own square, so the blur hardly depends on the angle and leaves almost no fingerprint.
+AREA_SUBSAMPLES = 4
 # Keys' cubic kernel parameter a, drawn per image when training mixes in "cubic": -0.5 is
 # Catmull-Rom, -0.75 torch's and OpenCV's bicubic, -1 Pillow's rotate (sharpest, most
 # overshoot). Covering the family is resampling noise, not one resampler learnt.
@@ -97,6 +100,11 @@ def rotate_batch(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0
     grid = rotation_grid(angles_deg.to(images.device), h, w).to(images.dtype)
     if mode == "cubic":
         rotated = cubic_sample(images, grid, cubic_a)
+    elif mode == "area":
+        k = AREA_SUBSAMPLES  # a k-times finer grid has its points at the sub-pixel centres
+        fine = rotation_grid(angles_deg.to(images.device), h * k, w * k).to(images.dtype)
+        rotated = F.avg_pool2d(F.grid_sample(images, fine, mode="bilinear", padding_mode="zeros",
+                                             align_corners=False), k)
     else:
         rotated = F.grid_sample(images, grid, mode=mode, padding_mode="zeros",
                                 align_corners=False)

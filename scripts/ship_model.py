@@ -1,10 +1,14 @@
 """Copy a trained run's checkpoint into the package as a shipped model, with a model card.
 
-    python scripts/ship_model.py RUN mnist
+    python scripts/ship_model.py RUN mnist [--accuracy ACC.json] [--limitations NOTES.md]
+
+``--accuracy`` takes ``bench/accuracy.py``'s JSON for the run and adds its other-resampler
+and test-time-augmentation figures; ``--limitations`` adds a hand-written section.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -22,7 +26,26 @@ def _border_cue_lines(blank: dict | None) -> list[str]:
             f"{blank['within_5_modulo_90']:.1%} (chance: 90 deg and about 11%).", ""]
 
 
-def card(run: Path, name: str) -> str:
+def _accuracy_lines(accuracy: dict | None) -> list[str]:
+    """The same test items rotated by other libraries, and with test-time augmentation."""
+    if not accuracy:
+        return []
+    standard = accuracy["standard"]["circular_mae"]
+    rows = [("ours (bilinear, the protocol)", "standard"), ("ours, with TTA", "standard_tta"),
+            ("Pillow `rotate(BICUBIC)`", "pillow_bicubic"),
+            ("Pillow, with TTA", "pillow_bicubic_tta"),
+            ("OpenCV Lanczos-4 (in no training mix)", "opencv_lanczos")]
+    lines = ["## Other resamplers (`python bench/accuracy.py --model RUN`)", "",
+             "| test items rotated by | circular MAE | within 5 deg | x ours |", "|---|---|---|---|"]
+    for label, key in rows:
+        if key in accuracy:
+            m = accuracy[key]
+            lines.append(f"| {label} | {m['circular_mae']:.3f} | {m['within_5']:.2%} | "
+                         f"{m['circular_mae'] / standard:.2f} |")
+    return lines + [""]
+
+
+def card(run: Path, name: str, accuracy: dict | None = None, limitations: str = "") -> str:
     model = json.loads((run / "model.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
     config = json.loads((run / "config.json").read_text())
@@ -58,6 +81,8 @@ def card(run: Path, name: str) -> str:
         f"{test['within_10']:.2%} ({test['count']:,} images).",
         "",
         *_border_cue_lines(metrics.get("blank_content")),
+        *_accuracy_lines(accuracy),
+        *(["## Limitations", "", limitations.strip(), ""] if limitations.strip() else []),
         f"Training: {training.get('epochs')} epochs, {training.get('samples_seen'):,} samples in "
         f"{training.get('train_seconds')} s ({training.get('images_per_second')} images/s) on a "
         "2-core CPU.",
@@ -72,12 +97,20 @@ def card(run: Path, name: str) -> str:
 
 
 def main() -> int:
-    run, name = Path(sys.argv[1]), sys.argv[2]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("name", choices=sorted(SHIPPED_MODELS))
+    parser.add_argument("--accuracy", type=Path, help="bench/accuracy.py JSON for this run")
+    parser.add_argument("--limitations", type=Path, help="markdown: what the model cannot do")
+    args = parser.parse_args()
+    run, name = args.run, args.name
+    accuracy = json.loads(args.accuracy.read_text()) if args.accuracy else None
+    limitations = args.limitations.read_text() if args.limitations else ""
     dest = SHIPPED_MODELS[name]
     dest.mkdir(parents=True, exist_ok=True)
     for file in ("model.safetensors", "model.json"):
         shutil.copyfile(run / file, dest / file)
-    (dest / "MODEL_CARD.md").write_text(card(run, name))
+    (dest / "MODEL_CARD.md").write_text(card(run, name, accuracy, limitations))
     print(f"shipped {run} as {name}: {dest}")
     return 0
 

@@ -69,10 +69,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-# Ours, shipped as `mnist`: the mnist-compact network and schedule, trained on Keys cubic
-# rotations alone (a drawn per image in [-1, -0.5]) for 85 minutes. It reads our bilinear
-# rotations as well as mnist-compact does and other libraries' rotations much better (see
-# the README's robustness table): bilinear's angle-dependent pattern is never in training.
+# Ours, a candidate to ship as `mnist`: the mnist-compact network and schedule, trained on
+# Keys cubic rotations alone (a drawn per image in [-1, -0.5]) for 85 minutes; bilinear's
+# angle-dependent pattern is never in training. Better than mnist-compact on our rotations
+# and Pillow's, worse on OpenCV Lanczos-4 (see the README's robustness table).
 RECIPES["mnist-robust"] = {**RECIPES["mnist-compact"], "train_resamplers": ["cubic"],
                            "max_time": 85 * 60.0, "max_epochs": 40}
 

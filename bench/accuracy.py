@@ -1,7 +1,7 @@
 """Benchmark: a model's accuracy on the full published test protocol of its dataset,
-with and without test-time augmentation, and on test images rotated by Pillow (bicubic)
-and by OpenCV (Lanczos-4, a resampler no training mix uses) instead of ours. Prints one
-JSON line.
+with and without test-time augmentation, and on test images rotated by Pillow (bicubic),
+by Pillow's default (nearest neighbour) and by OpenCV (Lanczos-4, a resampler no training
+mix uses) instead of ours. Prints one JSON line.
 
     python bench/accuracy.py --model mnist            # a shipped model or a run folder
     python bench/accuracy.py --recipe mnist-compact --budget 30m   # train first
@@ -34,6 +34,7 @@ def evaluate_model(folder: Path) -> dict:
                  "head": model.spec.head}
     sets = (("standard", test, False, (False, True)),
             ("pillow_bicubic", resampled_set(test, "pillow_bicubic"), True, (False, True)),
+            ("pillow_nearest", resampled_set(test, "pillow_nearest"), True, (False,)),
             ("opencv_lanczos", resampled_set(test, "opencv_lanczos"), True, (False,)))
     for name, rotated, prerotated, tta_options in sets:
         for tta in tta_options:
@@ -44,6 +45,8 @@ def evaluate_model(folder: Path) -> dict:
             out[key]["seconds"] = round(time.perf_counter() - started, 2)
     out["pillow_vs_standard_mae_ratio"] = round(
         out["pillow_bicubic"]["circular_mae"] / out["standard"]["circular_mae"], 3)
+    out["pillow_nearest_vs_standard_mae_ratio"] = round(
+        out["pillow_nearest"]["circular_mae"] / out["standard"]["circular_mae"], 3)
     out["lanczos_vs_standard_mae_ratio"] = round(
         out["opencv_lanczos"]["circular_mae"] / out["standard"]["circular_mae"], 3)
     out["tta_cost_ratio"] = round(out["standard_tta"]["seconds"] / out["standard"]["seconds"], 2)

@@ -34,6 +34,7 @@ def _accuracy_lines(accuracy: dict | None) -> list[str]:
     rows = [("ours (bilinear, the protocol)", "standard"), ("ours, with TTA", "standard_tta"),
             ("Pillow `rotate(BICUBIC)`", "pillow_bicubic"),
             ("Pillow, with TTA", "pillow_bicubic_tta"),
+            ("Pillow `rotate()` default (nearest)", "pillow_nearest"),
             ("OpenCV Lanczos-4 (in no training mix)", "opencv_lanczos")]
     lines = ["## Other resamplers (`python bench/accuracy.py --model RUN`)", "",
              "| test items rotated by | circular MAE | within 5 deg | x ours |", "|---|---|---|---|"]

@@ -173,7 +173,7 @@ def test_sharpness_jitter_blurs_and_sharpens_but_keeps_flat_images():
     torch.testing.assert_close(jitter_sharpness(edge, 0.0), edge)
 
 
-@pytest.mark.parametrize("resampler", ["pillow_bicubic", "opencv_lanczos"])
+@pytest.mark.parametrize("resampler", ["pillow_bicubic", "pillow_nearest", "opencv_lanczos"])
 def test_other_libraries_rotate_the_same_items_the_same_way(resampler):
     from upright.data.rotated import fixed_angle_set
     from upright.evaluation import resampled_set

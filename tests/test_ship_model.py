@@ -31,12 +31,14 @@ def test_card_reports_other_resamplers_relative_to_ours_and_the_limitations(tmp_
     (run / "config.json").write_text(json.dumps(
         {"dataset": "mnist", "excluded_groups": None, "test_angles": 20, "eval_seed": 2024}))
     accuracy = {"standard": _summary(1.5, 0.98), "standard_tta": _summary(1.2, 0.99),
-                "pillow_bicubic": _summary(3.0, 0.9), "opencv_lanczos": _summary(1.8, 0.97)}
+                "pillow_bicubic": _summary(3.0, 0.9), "pillow_nearest": _summary(2.25, 0.95),
+                "opencv_lanczos": _summary(1.8, 0.97)}
 
     text = _ship_module().card(run, "mnist", accuracy, "Reads shapes only.\n")
 
     assert f"circular MAE {model['metrics']['test']['circular_mae']:.3f} deg" in text
     assert "| Pillow `rotate(BICUBIC)` | 3.000 | 90.00% | 2.00 |" in text
+    assert "| Pillow `rotate()` default (nearest) | 2.250 | 95.00% | 1.50 |" in text
     assert "| OpenCV Lanczos-4 (in no training mix) | 1.800 | 97.00% | 1.20 |" in text
     assert "Pillow, with TTA" not in text  # not measured, not printed
     assert "## Limitations\n\nReads shapes only.\n" in text

@@ -81,14 +81,23 @@ def _pillow_bicubic(image: np.ndarray, angle: float) -> np.ndarray:
     return np.asarray(Image.fromarray(image).rotate(angle, resample=Image.BICUBIC, fillcolor=0))
 
 
+def _pillow_nearest(image: np.ndarray, angle: float) -> np.ndarray:
+    from PIL import Image
+
+    # ``Image.rotate(angle)`` with no resample argument: what most scripts do.
+    return np.asarray(Image.fromarray(image).rotate(angle, fillcolor=0))
+
+
 def _opencv_lanczos(image: np.ndarray, angle: float) -> np.ndarray:
     return rotate_image(image, angle, interpolation=cv2.INTER_LANCZOS4)
 
 
 # Other libraries' rotations of the same items, for robustness checks. Pillow's bicubic is
 # Keys' kernel with a = -1, inside the family training can mix in ("cubic"); OpenCV's
-# Lanczos-4 (8x8 taps, windowed sinc) is in no training mix: a held-out resampler.
-OTHER_RESAMPLERS = {"pillow_bicubic": _pillow_bicubic, "opencv_lanczos": _opencv_lanczos}
+# Lanczos-4 (8x8 taps, windowed sinc) is in no training mix: a held-out resampler. Pillow's
+# default (nearest neighbour, jagged edges) is the rotation a user's script most likely did.
+OTHER_RESAMPLERS = {"pillow_bicubic": _pillow_bicubic, "pillow_nearest": _pillow_nearest,
+                    "opencv_lanczos": _opencv_lanczos}
 
 
 def resampled_set(rotated: RotatedSet, resampler: str = "pillow_bicubic") -> RotatedSet:

@@ -53,9 +53,6 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="KEY=VALUE", help="head option, e.g. delta=3 or bins=720")
     p.add_argument("--input-mask", choices=sorted(INPUT_MASKS),
                    help="circle: black outside the inscribed circle, hides the rotation's corners")
-    p.add_argument("--input-blur", type=float, metavar="SIGMA",
-                   help="Gaussian blur (pixels) in front of the network, in training and at "
-                        "inference: less sensitive to how the input was resampled")
     p.add_argument("--train-resamplers", nargs="+", choices=RESAMPLERS,
                    help="interpolations for training rotations, each batch split between them "
                         "(robustness to other resamplers; default: the recipe's)")
@@ -102,8 +99,7 @@ def _config_from_args(args: argparse.Namespace, **forced: Any):
               "accelerator", "devices", "train_resamplers", "train_sharpness",
               "train_rotation_steps")
     overrides: dict[str, Any] = {f: getattr(args, f) for f in fields}
-    model = {k: getattr(args, k) for k in ("backbone", "head", "input_mask", "input_blur")
-             if getattr(args, k) is not None}
+    model = {k: getattr(args, k) for k in ("backbone", "head", "input_mask") if getattr(args, k)}
     if args.backbone_option:
         model["backbone_options"] = dict(args.backbone_option)
     if args.head_option:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-import scipy.io
 
+from upright.data.matfile import read_mat
 from upright.data.mirror import fetch
 from upright.data.source import SourceData
 
@@ -22,8 +20,11 @@ OLIVETTI_PIXEL_MAX = 242
 
 
 def _decode_mat(raw: bytes) -> tuple[np.ndarray, bytes]:
-    # loadmat parses MATLAB's format itself; nothing is unpickled.
-    faces = scipy.io.loadmat(io.BytesIO(raw))["faces"]
+    # MATLAB's format parsed field by field; nothing is unpickled.
+    variables = read_mat(raw)
+    if "faces" not in variables:
+        raise ValueError(f"no 'faces' variable (found: {', '.join(variables) or 'none'})")
+    faces = variables["faces"]
     if faces.shape != (4096, 400) or faces.dtype != np.uint8:
         raise ValueError(f"faces has shape {faces.shape} and type {faces.dtype}, "
                          "expected (4096, 400) uint8")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from upright.angles import circular_mean
@@ -29,26 +27,6 @@ def _circle_mask(height: int, width: int) -> torch.Tensor:
 INPUT_MASKS = {"none": _no_mask, "circle": _circle_mask}
 
 
-def gaussian_taps(sigma: float) -> torch.Tensor:
-    """Normalised 1-D Gaussian taps out to 3 sigma (a single 1 for sigma 0)."""
-    radius = math.ceil(3 * sigma)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    taps = torch.exp(-0.5 * (x / sigma) ** 2) if sigma > 0 else (x == 0).float()
-    return taps / taps.sum()
-
-
-def gaussian_blur(images: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """Separable blur of (N, C, H, W) images, edge pixels repeated outwards."""
-    radius = (len(taps) - 1) // 2
-    if radius == 0:
-        return images
-    c = images.shape[1]
-    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
-    taps = taps.to(images.dtype)
-    rows = F.conv2d(padded, taps.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(rows, taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
 @dataclass
 class ModelSpec:
     """Everything needed to rebuild a model without pickles: names, options, input format."""
@@ -68,10 +46,6 @@ class ModelSpec:
     input_mask: str = "none"
     # How non-square images are squared before resizing: "crop" (centre) or "pad" (black).
     aspect: str = "crop"
-    # Gaussian blur (sigma in input pixels) in front of the backbone, in training and at
-    # inference: resamplers differ mostly in their finest detail (ringing, aliasing, the
-    # angle-dependent softness of bilinear), which this removes before the network sees it.
-    input_blur: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,17 +77,13 @@ class AngleModel(nn.Module):
             raise ValueError(f"unknown input_mask {spec.input_mask!r}; known: {', '.join(INPUT_MASKS)}")
         self.register_buffer("input_mask", INPUT_MASKS[spec.input_mask](spec.height, spec.width),
                              persistent=False)
-        if spec.input_blur < 0:
-            raise ValueError(f"input_blur must be >= 0, got {spec.input_blur}")
-        self.register_buffer("blur_taps", gaussian_taps(spec.input_blur), persistent=False)
 
     def masked(self, images: torch.Tensor) -> torch.Tensor:
         """The images as the backbone sees them: black outside the mask."""
         return images * self.input_mask
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        images = gaussian_blur(self.masked(images), self.blur_taps)
-        return self.head(self.backbone((images - self.mean) / self.std))
+        return self.head(self.backbone((self.masked(images) - self.mean) / self.std))
 
     @torch.no_grad()
     def predict_angles(self, images: torch.Tensor, tta: bool = False) -> torch.Tensor:

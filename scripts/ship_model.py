@@ -26,7 +26,7 @@ def _border_cue_lines(blank: dict | None) -> list[str]:
             f"{blank['within_5_modulo_90']:.1%} (chance: 90 deg and about 11%).", ""]
 
 
-def _accuracy_lines(accuracy: dict | None) -> list[str]:
+def _accuracy_lines(accuracy: dict | None, name: str) -> list[str]:
     """The same test items rotated by other libraries, and with test-time augmentation."""
     if not accuracy:
         return []
@@ -36,7 +36,7 @@ def _accuracy_lines(accuracy: dict | None) -> list[str]:
             ("Pillow, with TTA", "pillow_bicubic_tta"),
             ("Pillow `rotate()` default (nearest)", "pillow_nearest"),
             ("OpenCV Lanczos-4 (in no training mix)", "opencv_lanczos")]
-    lines = ["## Other resamplers (`python bench/accuracy.py --model RUN`)", "",
+    lines = [f"## Other resamplers (`python bench/accuracy.py --model {name}`)", "",
              "| test items rotated by | circular MAE | within 5 deg | x ours |", "|---|---|---|---|"]
     for label, key in rows:
         if key in accuracy:
@@ -82,7 +82,7 @@ def card(run: Path, name: str, accuracy: dict | None = None, limitations: str = 
         f"{test['within_10']:.2%} ({test['count']:,} images).",
         "",
         *_border_cue_lines(metrics.get("blank_content")),
-        *_accuracy_lines(accuracy),
+        *_accuracy_lines(accuracy, name),
         *(["## Limitations", "", limitations.strip(), ""] if limitations.strip() else []),
         f"Training: {training.get('epochs')} epochs, {training.get('samples_seen'):,} samples in "
         f"{training.get('train_seconds')} s ({training.get('images_per_second')} images/s) on a "

@@ -42,4 +42,5 @@ def test_card_reports_other_resamplers_relative_to_ours_and_the_limitations(tmp_
     assert "| OpenCV Lanczos-4 (in no training mix) | 1.800 | 97.00% | 1.20 |" in text
     assert "Pillow, with TTA" not in text  # not measured, not printed
     assert "## Limitations\n\nReads shapes only.\n" in text
+    assert "## Other resamplers (`python bench/accuracy.py --model mnist`)" in text
     assert "## Other resamplers" not in _ship_module().card(run, "mnist")

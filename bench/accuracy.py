@@ -18,18 +18,24 @@ from pathlib import Path
 
 from upright import checkpoint
 from upright.cli import parse_duration
-from upright.data.rotated import protocol_set
+from upright.data.rotated import RotatedSet, protocol_set
 from upright.demo import RECIPE_OF_DATASET
 from upright.evaluation import predict_set, resampled_set, summarise
 from upright.experiments import RECIPES, make_config, prepare_data, train_run
 
 
-def evaluate_model(folder: Path) -> dict:
-    model, config = checkpoint.load(folder)
+def protocol_test_set(config: dict) -> tuple[str, RotatedSet]:
+    """The dataset a saved model was trained on, and its full published test set."""
     dataset = config.get("data", {}).get("dataset", "mnist")
     recipe = make_config(RECIPE_OF_DATASET.get(dataset, "mnist-published"))
     _, splits = prepare_data(recipe)
-    test = protocol_set(splits.test.images, splits.test.indices, recipe.test_angles, recipe.eval_seed)
+    return dataset, protocol_set(splits.test.images, splits.test.indices, recipe.test_angles,
+                                 recipe.eval_seed)
+
+
+def evaluate_model(folder: Path) -> dict:
+    model, config = checkpoint.load(folder)
+    dataset, test = protocol_test_set(config)
     out: dict = {"dataset": dataset, "model": str(folder), "backbone": model.spec.backbone,
                  "head": model.spec.head}
     sets = (("standard", test, False, (False, True)),

@@ -23,6 +23,11 @@ from upright.demo import RECIPE_OF_DATASET
 from upright.evaluation import predict_set, resampled_set, summarise
 from upright.experiments import RECIPES, make_config, prepare_data, train_run
 
+# Each other resampler's set, and the JSON key of its MAE over the standard set's.
+RATIO_KEYS = {"pillow_bicubic": "pillow_vs_standard_mae_ratio",
+              "pillow_nearest": "pillow_nearest_vs_standard_mae_ratio",
+              "opencv_lanczos": "lanczos_vs_standard_mae_ratio"}
+
 
 def protocol_test_set(config: dict) -> tuple[str, RotatedSet]:
     """The dataset a saved model was trained on, and its full published test set."""
@@ -49,12 +54,8 @@ def evaluate_model(folder: Path) -> dict:
             key = name + ("_tta" if tta else "")
             out[key] = summarise(pred, rotated.angles)
             out[key]["seconds"] = round(time.perf_counter() - started, 2)
-    out["pillow_vs_standard_mae_ratio"] = round(
-        out["pillow_bicubic"]["circular_mae"] / out["standard"]["circular_mae"], 3)
-    out["pillow_nearest_vs_standard_mae_ratio"] = round(
-        out["pillow_nearest"]["circular_mae"] / out["standard"]["circular_mae"], 3)
-    out["lanczos_vs_standard_mae_ratio"] = round(
-        out["opencv_lanczos"]["circular_mae"] / out["standard"]["circular_mae"], 3)
+    for key, ratio in RATIO_KEYS.items():
+        out[ratio] = round(out[key]["circular_mae"] / out["standard"]["circular_mae"], 3)
     out["tta_cost_ratio"] = round(out["standard_tta"]["seconds"] / out["standard"]["seconds"], 2)
     return out
 

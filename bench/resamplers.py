@@ -17,7 +17,7 @@ import torch
 from accuracy import protocol_test_set
 
 from upright import checkpoint
-from upright.data.rotated import RotatedSet, to_float_images
+from upright.data.rotated import RotatedSet, to_float_images, to_uint8_images
 from upright.evaluation import OTHER_RESAMPLERS, predict_set, resampled_set, summarise
 from upright.geometry import RESAMPLERS, rotate_batch
 
@@ -32,10 +32,8 @@ def resampled_sets(test: RotatedSet) -> dict[str, RotatedSet]:
     items = np.arange(len(test))
     sets = {}
     for mode in RESAMPLERS:
-        rotated = rotate_batch(x, angles, mode=mode, cubic_a=CUBIC_A).clamp(0, 1)
-        u8 = (rotated * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        sets[f"ours_{mode}"] = RotatedSet(u8[..., 0] if u8.shape[-1] == 1 else u8, items,
-                                          test.angles)
+        rotated = rotate_batch(x, angles, mode=mode, cubic_a=CUBIC_A)
+        sets[f"ours_{mode}"] = RotatedSet(to_uint8_images(rotated), items, test.angles)
     for name in OTHER_RESAMPLERS:
         sets[name] = resampled_set(test, name)
     return sets

@@ -14,7 +14,14 @@ from upright import checkpoint, fileio
 from upright.config import TrainConfig
 from upright.data.olivetti import OLIVETTI_PIXEL_MAX
 from upright.data.registry import load_source
-from upright.data.rotated import RotatedSet, fixed_angle_set, protocol_angles, protocol_set, to_float_images
+from upright.data.rotated import (
+    RotatedSet,
+    fixed_angle_set,
+    protocol_angles,
+    protocol_set,
+    to_float_images,
+    to_uint8_images,
+)
 from upright.data.source import SourceData, Splits, split_source
 from upright.evaluation import blank_content_set, border_cue, per_angle, predict_set, summarise
 from upright.geometry import rotate_batch
@@ -242,8 +249,7 @@ def _save_samples(path: Path, model: AngleModel, splits: Splits, config: TrainCo
     pred = predict_set(model, rotated, config.eval_batch_size, config.fill)
     images = rotate_batch(to_float_images(torch.from_numpy(splits.test.images[order])),
                           torch.from_numpy(angles.astype(np.float32)), config.fill)
-    pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    pixels = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+    pixels = to_uint8_images(images)
     fileio.write_with(path, lambda tmp: np.savez_compressed(
         str(tmp), images=pixels, true=angles, pred=pred, source=splits.test.indices[order]))
 

@@ -28,7 +28,7 @@ class MatFileError(ValueError):
     """The bytes are not a MAT-file this reader can take."""
 
 
-def _elements(data: bytes, order: str, padded: bool = True):
+def _elements(data: bytes, order: str):
     """(type, payload) of each data element in ``data``."""
     offset = 0
     while offset + 8 <= len(data):
@@ -46,7 +46,7 @@ def _elements(data: bytes, order: str, padded: bool = True):
             raise MatFileError(f"data element of {size} bytes runs past the end of the file")
         yield kind, data[start:start + size]
         # Elements are padded to 8 bytes, except compressed ones (written back to back).
-        offset = start + size + ((-size) % 8 if padded and kind != MI_COMPRESSED else 0)
+        offset = start + size + ((-size) % 8 if kind != MI_COMPRESSED else 0)
 
 
 def _matrix(payload: bytes, order: str) -> tuple[str, np.ndarray]:

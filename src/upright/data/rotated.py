@@ -114,6 +114,13 @@ def to_float_images(images: torch.Tensor) -> torch.Tensor:
     return x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
 
 
+def to_uint8_images(images: torch.Tensor) -> np.ndarray:
+    """float (N, C, H, W) in [0, 1] -> uint8 (N, H, W), or (N, H, W, C) for colour: the
+    inverse of ``to_float_images``, rounding and clipping."""
+    pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+
+
 class SetBatches(torch.utils.data.IterableDataset):
     """A fixed rotated set as a stream of (images, angles) batches, for a DataLoader."""
 

@@ -162,12 +162,12 @@ def test_cli_passes_training_fields_to_the_recipe():
     from upright.cli import _config_from_args, build_parser
 
     args = build_parser().parse_args([
-        "train", "--recipe", "mnist-fast", "--eval-batch-size", "64", "--train-resamplers",
+        "train", "--recipe", "mnist-fast", "--eval-batch-size", "32", "--train-resamplers",
         "bilinear", "cubic", "--train-sharpness", "0.5", "--backbone-option", "dense=96"])
     config = _config_from_args(args)
-    assert config.eval_batch_size == 64
+    assert config.eval_batch_size == 32
     assert config.train_resamplers == ["bilinear", "cubic"] and config.train_sharpness == 0.5
-    assert config.batch_size == 128  # untouched recipe fields stay the recipe's
+    assert config.batch_size == 64  # untouched recipe fields stay the recipe's
     # A backbone option given on the command line adds to the recipe's options...
     assert config.model.backbone_options == {"widths": [16, 32, 64], "dense": 96}
     # ...unless it names another backbone, whose options start empty.

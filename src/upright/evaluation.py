@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -89,7 +88,7 @@ def _pillow_nearest(image: np.ndarray, angle: float) -> np.ndarray:
 
 
 def _opencv_lanczos(image: np.ndarray, angle: float) -> np.ndarray:
-    return rotate_image(image, angle, interpolation=cv2.INTER_LANCZOS4)
+    return rotate_image(image, angle, interpolation="lanczos4")
 
 
 # Other libraries' rotations of the same items, for robustness checks. Pillow's bicubic is

@@ -52,10 +52,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     # Ours against the clock (how soon the article's 86.4% within 5 degrees is reached): a
     # lighter compact network (about a third of the multiply-adds, 2.1x the training
     # images/s on 2 cores), the same head, small batches, one view per image per epoch,
-    # plain bilinear, and a cosine schedule that anneals by the 2-minute budget.
+    # plain bilinear, and a cosine schedule that anneals by the 2-minute budget. Batches of
+    # 64 (training and validation) keep the training process under 0.5 GB (463 MB peak RSS
+    # against 529 at 128, bench/mnist.py) at no loss of accuracy by the deadline.
     "mnist-fast": {"dataset": "mnist", "lr": 3e-3, "lr_schedule": "cosine", "max_epochs": 100,
                    "max_time": 120.0, "angles_per_epoch": 1, "val_angles": 1, "patience": 100,
-                   "batch_size": 128, "integer_angles": False,
+                   "batch_size": 64, "eval_batch_size": 64, "integer_angles": False,
                    "model": {"backbone": "compact", "head": "bins",
                              "backbone_options": {"widths": [16, 32, 64], "dense": 128}}},
     # Ours for faces: the same network and head, 20 epochs; the circle mask hides the

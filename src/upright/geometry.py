@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 CANVAS_MODES = ("same", "expand", "crop")
+# rotate_image's interpolations: OpenCV's flags by name (cv2.INTER_LINEAR, INTER_LANCZOS4).
+IMAGE_INTERPOLATIONS = {"linear": 1, "lanczos4": 4}
 # grid_sample's interpolations plus Keys cubic convolution with a chosen sharpness;
 # training can mix them so a model cannot key on one resampler's blur pattern (bilinear
 # blurs most at 45 degrees and not at all at 0 or 90).
@@ -168,6 +169,8 @@ def rotation_matrix(angle_deg: float, width: int, height: int, canvas: str = "sa
     """2x3 OpenCV matrix and output size (w, h) for rotating a (height, width) image."""
     if canvas not in CANVAS_MODES:
         raise ValueError(f"unknown canvas mode {canvas!r}; choose from {', '.join(CANVAS_MODES)}")
+    import cv2  # here, not at the top: 15 MB that training processes never need
+
     centre = ((width - 1) / 2.0, (height - 1) / 2.0)
     matrix = cv2.getRotationMatrix2D(centre, float(angle_deg), 1.0)
     if canvas == "same":
@@ -211,16 +214,22 @@ def rotate_image(
     angle_deg: float,
     canvas: str = "same",
     fill: float | tuple[float, ...] = 0,
-    interpolation: int = cv2.INTER_LINEAR,
+    interpolation: str = "linear",
 ) -> np.ndarray:
-    """Rotate a full-resolution (H, W) or (H, W, C) image counter-clockwise by ``angle_deg``."""
+    """Rotate a full-resolution (H, W) or (H, W, C) image counter-clockwise by ``angle_deg``
+    (``interpolation``: one of IMAGE_INTERPOLATIONS)."""
+    import cv2  # here, not at the top: 15 MB that training processes never need
+
+    if interpolation not in IMAGE_INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {interpolation!r}; choose from "
+                         f"{', '.join(IMAGE_INTERPOLATIONS)}")
     height, width = image.shape[:2]
     matrix, size = rotation_matrix(angle_deg, width, height, canvas)
     channels = 1 if image.ndim == 2 else image.shape[2]
     fill_value = (fill,) * channels if np.isscalar(fill) else tuple(fill)
     if len(fill_value) < 4:
         fill_value = tuple(fill_value) + (0,) * (4 - len(fill_value))
-    rotated = cv2.warpAffine(image, matrix, size, flags=interpolation,
+    rotated = cv2.warpAffine(image, matrix, size, flags=IMAGE_INTERPOLATIONS[interpolation],
                              borderMode=cv2.BORDER_CONSTANT, borderValue=fill_value)
     if image.ndim == 3 and rotated.ndim == 2:  # OpenCV drops a single channel axis
         rotated = rotated[:, :, None]

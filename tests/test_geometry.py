@@ -151,6 +151,25 @@ def test_cubic_resampler_takes_a_parameter_per_image_and_training_draws_it():
         assert float((d - soft).abs().sum()) < span and float((d - sharp).abs().sum()) < span
 
 
+def test_training_draws_the_cubic_parameter_from_the_range_it_is_given():
+    from upright.geometry import rotate_mixed
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 1, 15, 15)
+    angles = torch.tensor([20.0, -75.0, 140.0])
+    for a in (-1.25, -0.75):  # a range of one value gives exactly that kernel
+        torch.testing.assert_close(rotate_mixed(x, angles, modes=["cubic"], cubic_a_range=(a, a)),
+                                   rotate_batch(x, angles, mode="cubic", cubic_a=a))
+    # Drawn from [-1.25, -0.75], each image lies between those two kernels' results.
+    same = x[:1].repeat(16, 1, 1, 1)
+    drawn = rotate_mixed(same, angles[:1].repeat(16), modes=["cubic"], cubic_a_range=(-1.25, -0.75))
+    sharp = rotate_batch(same[:1], angles[:1], mode="cubic", cubic_a=-1.25)
+    soft = rotate_batch(same[:1], angles[:1], mode="cubic", cubic_a=-0.75)
+    span = float((soft - sharp).abs().sum())
+    assert all(float((d - soft).abs().sum()) < span and float((d - sharp).abs().sum()) < span
+               for d in drawn)
+
+
 def test_unknown_resampler_is_a_clear_error():
     with pytest.raises(ValueError, match="resampler"):
         rotate_batch(torch.zeros(1, 1, 4, 4), torch.zeros(1), mode="lanczos")

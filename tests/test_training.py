@@ -187,6 +187,20 @@ def test_fast_recipe_uses_a_lighter_network_than_the_compact_one():
     assert parameters("mnist-fast") < 0.5 * parameters("mnist-compact")
 
 
+def test_cubic_parameter_range_comes_from_the_recipe_or_the_command_line(tmp_path):
+    from upright.cli import _config_from_args, build_parser
+    from upright.experiments import make_config
+    from upright.training import fit
+
+    assert make_config("mnist-compact").train_cubic_a == [-1.0, -0.5]
+    assert make_config("mnist-cubic").train_cubic_a == [-1.25, -0.75]
+    args = build_parser().parse_args(["train", "--recipe", "mnist-cubic", "--train-cubic-a", "-1.5", "-1"])
+    assert _config_from_args(args).train_cubic_a == [-1.5, -1.0]
+    backwards = make_config("mnist-cubic", {"train_cubic_a": [-0.5, -1.0]})
+    with pytest.raises(ValueError, match="train_cubic_a must be"):
+        fit(None, None, backwards, tmp_path)
+
+
 def test_unknown_rotation_steps_is_a_clear_error(tmp_path):
     from upright.experiments import make_config
     from upright.training import fit

@@ -58,6 +58,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
                         "(robustness to other resamplers; default: the recipe's)")
     p.add_argument("--train-sharpness", type=float,
                    help="random blur/sharpen of training images up to this strength (e.g. 1)")
+    p.add_argument("--train-cubic-a", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="range of Keys' parameter for the cubic resampler (default -1 -0.5; "
+                        "Pillow's bicubic rotate is -1)")
     p.add_argument("--train-rotation-steps", type=int, choices=[1, 2],
                    help="2: rotate training images in two steps, the last by a random angle, "
                         "so no resampler fingerprint tells the label")
@@ -97,7 +100,7 @@ def _config_from_args(args: argparse.Namespace, **forced: Any):
               "val_angles", "test_angles", "batch_size", "eval_batch_size", "lr", "max_epochs", "patience",
               "max_time", "seed", "precision", "image_size", "aspect", "colour", "train_eval_images",
               "accelerator", "devices", "train_resamplers", "train_sharpness",
-              "train_rotation_steps")
+              "train_rotation_steps", "train_cubic_a")
     overrides: dict[str, Any] = {f: getattr(args, f) for f in fields}
     model = {k: getattr(args, k) for k in ("backbone", "head", "input_mask") if getattr(args, k)}
     if args.backbone_option:

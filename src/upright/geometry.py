@@ -121,13 +121,14 @@ def rotate_batch(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0
 
 
 def rotate_mixed(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0.0,
-                 modes: tuple[str, ...] | list[str] = ("bilinear",)) -> torch.Tensor:
+                 modes: tuple[str, ...] | list[str] = ("bilinear",),
+                 cubic_a_range: tuple[float, float] | list[float] = CUBIC_A_RANGE) -> torch.Tensor:
     """``rotate_batch`` with the batch split into equal consecutive parts, one per resampler;
-    "cubic" draws Keys' parameter per image from CUBIC_A_RANGE."""
+    "cubic" draws Keys' parameter per image uniformly from ``cubic_a_range``."""
     def rotate_part(part: torch.Tensor, angles: torch.Tensor, mode: str) -> torch.Tensor:
         if mode != "cubic":
             return rotate_batch(part, angles, fill, mode)
-        low, high = CUBIC_A_RANGE
+        low, high = cubic_a_range
         a = low + (high - low) * torch.rand(len(part), device=part.device, dtype=part.dtype)
         return rotate_batch(part, angles, fill, mode, cubic_a=a)
 
@@ -139,15 +140,18 @@ def rotate_mixed(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0
 
 
 def rotate_two_steps(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0.0,
-                     modes: tuple[str, ...] | list[str] = ("bilinear",)) -> torch.Tensor:
+                     modes: tuple[str, ...] | list[str] = ("bilinear",),
+                     cubic_a_range: tuple[float, float] | list[float] = CUBIC_A_RANGE
+                     ) -> torch.Tensor:
     """Rotate by a random angle, then by the rest of ``angles_deg``, each step with
     ``rotate_mixed`` (the second step's resamplers shifted by one part). Every resampler
     leaves a fingerprint that tells its own angle modulo 90; here the last step's angle is
     random, so no fingerprint carries the label and only the shape does."""
     first = torch.rand(len(angles_deg), device=angles_deg.device) * 360.0 - 180.0
-    turned = rotate_mixed(images, first, fill, modes)
+    turned = rotate_mixed(images, first, fill, modes, cubic_a_range)
     shifted = list(modes[1:]) + list(modes[:1])
-    return rotate_mixed(turned, angles_deg - first.to(angles_deg.dtype), fill, shifted)
+    return rotate_mixed(turned, angles_deg - first.to(angles_deg.dtype), fill, shifted,
+                        cubic_a_range)
 
 
 def jitter_sharpness(images: torch.Tensor, strength: float) -> torch.Tensor:

@@ -42,7 +42,8 @@ class AngleModule(L.LightningModule):
         x = to_float_images(images)
         if stage == "train":  # augmentations for training only; validation is the protocol
             rotate = TRAIN_ROTATIONS[self.config.train_rotation_steps]
-            x = rotate(x, angles, self.config.fill, self.config.train_resamplers)
+            x = rotate(x, angles, self.config.fill, self.config.train_resamplers,
+                       self.config.train_cubic_a)
             x = jitter_sharpness(x, self.config.train_sharpness)
         else:
             x = rotate_batch(x, angles, self.config.fill)
@@ -158,6 +159,9 @@ def fit(model: AngleModel, splits: Splits, config: TrainConfig, run_dir: Path,
     if config.train_rotation_steps not in TRAIN_ROTATIONS:
         raise ValueError(f"train_rotation_steps must be one of {sorted(TRAIN_ROTATIONS)}, "
                          f"got {config.train_rotation_steps}")
+    low, high = config.train_cubic_a
+    if not low <= high:
+        raise ValueError(f"train_cubic_a must be [low, high] with low <= high, got {config.train_cubic_a}")
     quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
     if config.num_threads:

@@ -88,7 +88,7 @@ RECIPES["mnist-robust"] = {**RECIPES["mnist-compact"], "train_resamplers": ["cub
 # Ours, for the Pillow-bicubic goal (at most 1.25x the protocol's error on Pillow's bicubic
 # rotate), not shipped: the mnist-compact network and schedule on Keys cubic rotations
 # alone, a drawn in [-1.25, -0.75] so that Pillow's a = -1 sits inside the range, not at
-# its sharp end. After its 27 CPU minutes (8 epochs, 910 k samples) it reads shapes only:
+# its sharp end. After its 8 epochs on 2 cores (25 minutes, 910 k samples) it reads shapes only:
 # 4.6 degrees on every resampler (Pillow bicubic 1.01x, Pillow nearest 1.12x). Trained
 # longer (a lent H100, 3.6 M samples) it reached 1.08 on ours and 1.20 on Pillow bicubic
 # (1.11x) but 19 degrees on Pillow's default nearest-neighbour rotate: by then it reads

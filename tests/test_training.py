@@ -199,6 +199,8 @@ def test_cubic_parameter_range_comes_from_the_recipe_or_the_command_line(tmp_pat
     backwards = make_config("mnist-cubic", {"train_cubic_a": [-0.5, -1.0]})
     with pytest.raises(ValueError, match="train_cubic_a must be"):
         fit(None, None, backwards, tmp_path)
+    with pytest.raises(ValueError, match="train_cubic_a must be"):
+        fit(None, None, make_config("mnist-cubic", {"train_cubic_a": [-1.0]}), tmp_path)
 
 
 def test_unknown_rotation_steps_is_a_clear_error(tmp_path):

@@ -159,8 +159,8 @@ def fit(model: AngleModel, splits: Splits, config: TrainConfig, run_dir: Path,
     if config.train_rotation_steps not in TRAIN_ROTATIONS:
         raise ValueError(f"train_rotation_steps must be one of {sorted(TRAIN_ROTATIONS)}, "
                          f"got {config.train_rotation_steps}")
-    low, high = config.train_cubic_a
-    if not low <= high:
+    cubic_a = list(config.train_cubic_a)
+    if len(cubic_a) != 2 or not cubic_a[0] <= cubic_a[1]:
         raise ValueError(f"train_cubic_a must be [low, high] with low <= high, got {config.train_cubic_a}")
     quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)

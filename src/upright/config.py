@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from upright.geometry import CUBIC_A_RANGE
 from upright.models.model import ModelSpec
 
 
@@ -26,8 +27,8 @@ class TrainConfig:
     # always uses bilinear, the published protocol.
     train_resamplers: list[str] = field(default_factory=lambda: ["bilinear"])
     train_sharpness: float = 0.0  # random blur/sharpen of training images, up to this strength
-    # The range "cubic" draws Keys' parameter a from, per image (geometry.CUBIC_A_RANGE)
-    train_cubic_a: list[float] = field(default_factory=lambda: [-1.0, -0.5])
+    # The range "cubic" draws Keys' parameter a from, per image
+    train_cubic_a: list[float] = field(default_factory=lambda: list(CUBIC_A_RANGE))
     # 2: rotate training images in two steps, the last by a random angle, so no resampler
     # fingerprint tells the label (see geometry.rotate_two_steps)
     train_rotation_steps: int = 1

@@ -92,9 +92,10 @@ def _opencv_lanczos(image: np.ndarray, angle: float) -> np.ndarray:
 
 
 # Other libraries' rotations of the same items, for robustness checks. Pillow's bicubic is
-# Keys' kernel with a = -1, inside the family training can mix in ("cubic"); OpenCV's
-# Lanczos-4 (8x8 taps, windowed sinc) is in no training mix: a held-out resampler. Pillow's
-# default (nearest neighbour, jagged edges) is the rotation a user's script most likely did.
+# Keys' kernel with a = -1, truncated (not rounded) to 8 bits, inside the family training
+# can mix in ("cubic"); OpenCV's Lanczos-4 (8x8 taps, windowed sinc) is in no training mix:
+# a held-out resampler. Pillow's default (nearest neighbour, jagged edges) is the rotation a
+# user's script most likely did.
 OTHER_RESAMPLERS = {"pillow_bicubic": _pillow_bicubic, "pillow_nearest": _pillow_nearest,
                     "opencv_lanczos": _opencv_lanczos}
 

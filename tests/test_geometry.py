@@ -268,3 +268,18 @@ def test_training_code_leaves_opencv_unloaded():
             "print('cv2' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_quantise_8bit_rounds_or_truncates_each_whole_image_to_grey_levels():
+    from upright.geometry import quantise_8bit
+
+    torch.manual_seed(0)
+    # Values a quarter level off the grid: rounding and truncation give different levels.
+    levels = torch.randint(0, 255, (64, 1, 6, 6)).float()
+    x = (levels + 0.75) / 255
+    q = quantise_8bit(x) * 255
+    torch.testing.assert_close(q, torch.round(q))  # on the 8-bit grid
+    truncated = (q == levels).flatten(1).all(dim=1)
+    rounded = (q == levels + 1).flatten(1).all(dim=1)
+    assert bool((truncated | rounded).all())  # one rule per image, never mixed
+    assert 16 < int(truncated.sum()) < 48  # about half each

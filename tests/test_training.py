@@ -203,6 +203,30 @@ def test_cubic_parameter_range_comes_from_the_recipe_or_the_command_line(tmp_pat
         fit(None, None, make_config("mnist-cubic", {"train_cubic_a": [-1.0]}), tmp_path)
 
 
+def test_training_images_are_quantised_to_8_bits_when_asked():
+    from upright.cli import _config_from_args, build_parser
+    from upright.experiments import make_config
+    from upright.models.model import AngleModel
+    from upright.training import AngleModule
+
+    assert make_config("mnist-cubic").train_quantise is False
+    args = build_parser().parse_args(["train", "--recipe", "mnist-cubic", "--train-quantise"])
+    config = _config_from_args(args)
+    assert config.train_quantise is True
+    seen = []
+    model = AngleModel(config.model)
+    model.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].detach()))
+    module = AngleModule(model, config)
+    module.log = lambda *a, **k: None
+    images = torch.randint(0, 256, (8, 28, 28), dtype=torch.uint8)
+    angles = torch.tensor([13.3, 47.9, -101.2, 170.5, 2.2, -33.3, 88.8, -150.1])
+    module._step((images, angles), "train")
+    module.config.train_quantise = False
+    module._step((images, angles), "train")
+    on_grid = [bool(torch.allclose(x * 255, torch.round(x * 255), atol=1e-4)) for x in seen]
+    assert on_grid == [True, False]
+
+
 def test_unknown_rotation_steps_is_a_clear_error(tmp_path):
     from upright.experiments import make_config
     from upright.training import fit

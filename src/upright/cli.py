@@ -64,6 +64,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-rotation-steps", type=int, choices=[1, 2],
                    help="2: rotate training images in two steps, the last by a random angle, "
                         "so no resampler fingerprint tells the label")
+    p.add_argument("--train-quantise", action="store_const", const=True,
+                   help="round training images to 8-bit levels, half of them by truncation "
+                        "as Pillow's bicubic rotate does")
     p.add_argument("--image-size", type=int, help="folder datasets: model input size (default 64)")
     p.add_argument("--aspect", choices=["crop", "pad"], help="folder datasets: centre-crop or pad")
     p.add_argument("--colour", choices=["grey", "rgb"], help="folder datasets: colour mode")
@@ -100,7 +103,7 @@ def _config_from_args(args: argparse.Namespace, **forced: Any):
               "val_angles", "test_angles", "batch_size", "eval_batch_size", "lr", "max_epochs", "patience",
               "max_time", "seed", "precision", "image_size", "aspect", "colour", "train_eval_images",
               "accelerator", "devices", "train_resamplers", "train_sharpness",
-              "train_rotation_steps", "train_cubic_a")
+              "train_rotation_steps", "train_cubic_a", "train_quantise")
     overrides: dict[str, Any] = {f: getattr(args, f) for f in fields}
     model = {k: getattr(args, k) for k in ("backbone", "head", "input_mask") if getattr(args, k)}
     if args.backbone_option:

@@ -32,6 +32,8 @@ class TrainConfig:
     # 2: rotate training images in two steps, the last by a random angle, so no resampler
     # fingerprint tells the label (see geometry.rotate_two_steps)
     train_rotation_steps: int = 1
+    # Quantise rotated training images to 8 bits, half by truncation (geometry.quantise_8bit)
+    train_quantise: bool = False
     # Folder sources only (``folder:PATH``): model input size, aspect policy, colour, test share
     image_size: int = 64
     aspect: str = "crop"  # "crop": centre-crop to a square; "pad": pad to a square with black

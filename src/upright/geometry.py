@@ -169,6 +169,15 @@ def jitter_sharpness(images: torch.Tensor, strength: float) -> torch.Tensor:
     return (images + s * (images - blurred)).clamp(0.0, 1.0)
 
 
+def quantise_8bit(images: torch.Tensor) -> torch.Tensor:
+    """Round each image to 8-bit grey levels, half of them by truncation, as image files
+    hold them: libraries round (OpenCV) or truncate (Pillow's bicubic rotate), and a model
+    that reads fine resampling detail notices one grey level."""
+    truncate = torch.rand(len(images), 1, 1, 1, device=images.device) < 0.5
+    offset = torch.where(truncate, 0.0, 0.5).to(images.dtype)
+    return torch.floor(images.clamp(0.0, 1.0) * 255 + offset) / 255
+
+
 def rotation_matrix(angle_deg: float, width: int, height: int, canvas: str = "same"):
     """2x3 OpenCV matrix and output size (w, h) for rotating a (height, width) image."""
     if canvas not in CANVAS_MODES:

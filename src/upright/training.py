@@ -20,7 +20,13 @@ from upright.angles import circular_error
 from upright.config import TrainConfig
 from upright.data.rotated import RotatedSet, SetBatches, TrainBatches, protocol_set, to_float_images
 from upright.data.source import Splits
-from upright.geometry import jitter_sharpness, rotate_batch, rotate_mixed, rotate_two_steps
+from upright.geometry import (
+    jitter_sharpness,
+    quantise_8bit,
+    rotate_batch,
+    rotate_mixed,
+    rotate_two_steps,
+)
 from upright.models.model import AngleModel
 
 BEST_WEIGHTS = "best.safetensors"
@@ -45,6 +51,8 @@ class AngleModule(L.LightningModule):
             x = rotate(x, angles, self.config.fill, self.config.train_resamplers,
                        self.config.train_cubic_a)
             x = jitter_sharpness(x, self.config.train_sharpness)
+            if self.config.train_quantise:
+                x = quantise_8bit(x)
         else:
             x = rotate_batch(x, angles, self.config.fill)
         raw = self.model(x)

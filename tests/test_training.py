@@ -210,6 +210,7 @@ def test_training_images_are_quantised_to_8_bits_when_asked():
     from upright.training import AngleModule
 
     assert make_config("mnist-cubic").train_quantise is False
+    assert make_config("mnist-pillow").train_quantise is True
     args = build_parser().parse_args(["train", "--recipe", "mnist-cubic", "--train-quantise"])
     config = _config_from_args(args)
     assert config.train_quantise is True

@@ -148,9 +148,14 @@ def test_cubic_resampler_takes_a_parameter_per_image_and_training_draws_it():
     same = x[:1].repeat(4, 1, 1, 1)  # one image four times: only the drawn parameter differs
     drawn = rotate_mixed(same, angles, modes=["cubic"])
     assert len({round(float(d.sum()), 5) for d in drawn}) == 4
-    # Each differs from the softest and the sharpest kernel by less than those two differ.
-    soft = rotate_batch(same[:1], angles[:1], mode="cubic", cubic_a=-0.5)
-    sharp = rotate_batch(same[:1], angles[:1], mode="cubic", cubic_a=-1.0)
+    _assert_between_kernels(drawn, same[:1], angles[:1], CUBIC_A_RANGE)
+
+
+def _assert_between_kernels(drawn: torch.Tensor, image: torch.Tensor, angle: torch.Tensor,
+                            a_range: tuple[float, float]) -> None:
+    """Each drawn rotation of ``image`` differs from the two ends of ``a_range`` by less
+    than those two differ: its parameter was drawn inside the range."""
+    sharp, soft = (rotate_batch(image, angle, mode="cubic", cubic_a=a) for a in a_range)
     span = float((soft - sharp).abs().sum())
     for d in drawn:
         assert float((d - soft).abs().sum()) < span and float((d - sharp).abs().sum()) < span
@@ -168,11 +173,7 @@ def test_training_draws_the_cubic_parameter_from_the_range_it_is_given():
     # Drawn from [-1.25, -0.75], each image lies between those two kernels' results.
     same = x[:1].repeat(16, 1, 1, 1)
     drawn = rotate_mixed(same, angles[:1].repeat(16), modes=["cubic"], cubic_a_range=(-1.25, -0.75))
-    sharp = rotate_batch(same[:1], angles[:1], mode="cubic", cubic_a=-1.25)
-    soft = rotate_batch(same[:1], angles[:1], mode="cubic", cubic_a=-0.75)
-    span = float((soft - sharp).abs().sum())
-    assert all(float((d - soft).abs().sum()) < span and float((d - sharp).abs().sum()) < span
-               for d in drawn)
+    _assert_between_kernels(drawn, same[:1], angles[:1], (-1.25, -0.75))
 
 
 def test_unknown_resampler_is_a_clear_error():

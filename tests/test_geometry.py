@@ -15,7 +15,8 @@ def _dot_image(h=9, w=9, y=4, x=7):
 def test_plus_90_turns_counter_clockwise_as_opencv_does():
     # A dot right of the centre must end up above it (y axis points down in images).
     img = _dot_image()
-    batch = rotate_batch(torch.from_numpy(img)[None, None], torch.tensor([90.0]))[0, 0].numpy()
+    batch = rotate_batch(torch.from_numpy(img)[None, None], torch.tensor([90.0]),
+                         centre="image")[0, 0].numpy()
     assert np.unravel_index(batch.argmax(), batch.shape) == (1, 4)
     matrix = cv2.getRotationMatrix2D((4.0, 4.0), 90.0, 1.0)
     reference = cv2.warpAffine(img, matrix, (9, 9))
@@ -30,9 +31,10 @@ def test_batch_rotation_matches_full_image_rotation(shape):
     h, w = shape
     img = cv2.GaussianBlur(rng.random(shape).astype(np.float32), (5, 5), 1.5)
     angles = [-170.0, -37.5, 12.0, 90.0, 179.0]
-    batch = rotate_batch(torch.from_numpy(np.stack([img] * 5))[:, None], torch.tensor(angles))
+    batch = rotate_batch(torch.from_numpy(np.stack([img] * 5))[:, None], torch.tensor(angles),
+                         centre="article")
     for i, angle in enumerate(angles):
-        expected = rotate_image(img, angle)
+        expected = rotate_image(img, angle, centre="article")
         # OpenCV quantises sample positions to 1/32 pixel, so allow small local differences.
         diff = np.abs(batch[i, 0].numpy() - expected)
         assert diff.mean() < 2e-3
@@ -74,7 +76,7 @@ def test_every_resampler_rotates_the_same_way():
         # "area" blurs even at 0 degrees: a quarter turn of its unrotated output
         unrotated = rotate_batch(x, torch.zeros(1), mode="area") if mode == "area" else x
         reference = torch.rot90(unrotated, 1, dims=(2, 3))  # a quarter turn counter-clockwise
-        out = rotate_batch(x, angles, mode=mode)
+        out = rotate_batch(x, angles, mode=mode, centre="image")  # rot90's centre
         assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
         np.testing.assert_allclose(out.numpy(), reference.numpy(), atol=1e-4)
 
@@ -94,22 +96,6 @@ def test_area_resampler_blurs_the_same_at_every_angle_unlike_bilinear():
     assert max(area) - min(area) < 0.03  # it hardly does
 
 
-def test_mixed_resamplers_split_the_batch_between_them():
-    from upright.geometry import rotate_mixed
-
-    torch.manual_seed(0)
-    x = torch.rand(6, 1, 15, 15)
-    angles = torch.full((6,), 33.0)
-    mixed = rotate_mixed(x, angles, modes=["bilinear", "bicubic", "nearest"])
-    for part, mode in zip(range(0, 6, 2), ("bilinear", "bicubic", "nearest"), strict=True):
-        alone = rotate_batch(x[part:part + 2], angles[part:part + 2], mode=mode)
-        torch.testing.assert_close(mixed[part:part + 2], alone)
-    # Nearest only copies source pixels (or the black fill); bilinear makes new values.
-    source_values = set(np.round(x[4:].numpy().ravel(), 6)) | {0.0}
-    assert set(np.round(mixed[4:].numpy().ravel(), 6)) <= source_values
-    assert not set(np.round(mixed[:2].numpy().ravel(), 6)) <= set(np.round(x[:2].numpy().ravel(), 6)) | {0.0}
-
-
 def test_cubic_resampler_is_grid_samples_bicubic_at_a_075_and_pillows_rotate_at_a_1():
     from PIL import Image
 
@@ -121,59 +107,19 @@ def test_cubic_resampler_is_grid_samples_bicubic_at_a_075_and_pillows_rotate_at_
     a = torch.from_numpy(angles)
     torch.testing.assert_close(rotate_batch(x, a, mode="cubic", cubic_a=-0.75),
                                rotate_batch(x, a, mode="bicubic"), atol=1e-5, rtol=0)
+    a_image = {"centre": "image"}  # Pillow turns about the true centre
     pillow = np.stack([np.asarray(Image.fromarray(im).rotate(float(angle), resample=Image.BICUBIC))
                        for im, angle in zip(images, angles, strict=True)]).astype(np.float32)
     for cubic_a, expected in ((-1.0, "close"), (-0.5, "far")):
-        ours = rotate_batch(x, a, mode="cubic", cubic_a=cubic_a)[:, 0].numpy() * 255
+        ours = rotate_batch(x, a, mode="cubic", cubic_a=cubic_a, **a_image)[:, 0].numpy() * 255
         mean_difference = np.abs(ours - pillow).mean()
         assert (mean_difference < 0.5) == (expected == "close"), (cubic_a, mean_difference)
     # Pillow truncates to 8 bits, it does not round: at a = -1 the floor of ours is Pillow's
     # image pixel for pixel (but for float ties); rounded, about half the content differs.
-    ours = rotate_batch(x, a, mode="cubic", cubic_a=-1.0)[:, 0].numpy() * 255
+    ours = rotate_batch(x, a, mode="cubic", cubic_a=-1.0, **a_image)[:, 0].numpy() * 255
     content = pillow > 0
     assert (np.floor(ours + 1e-4) == pillow)[content].mean() > 0.995
     assert (np.round(ours) == pillow)[content].mean() < 0.7
-
-
-def test_cubic_resampler_takes_a_parameter_per_image_and_training_draws_it():
-    from upright.geometry import CUBIC_A_RANGE, rotate_mixed
-
-    torch.manual_seed(0)
-    x = torch.rand(2, 1, 15, 15).repeat(2, 1, 1, 1)
-    angles = torch.full((4,), 33.0)
-    per_image = rotate_batch(x, angles, mode="cubic", cubic_a=torch.tensor([-1.0, -0.5, -1.0, -0.5]))
-    torch.testing.assert_close(per_image[0], rotate_batch(x[:1], angles[:1], mode="cubic", cubic_a=-1.0)[0])
-    torch.testing.assert_close(per_image[1], rotate_batch(x[1:2], angles[:1], mode="cubic", cubic_a=-0.5)[0])
-    assert CUBIC_A_RANGE == (-1.0, -0.5)
-    same = x[:1].repeat(4, 1, 1, 1)  # one image four times: only the drawn parameter differs
-    drawn = rotate_mixed(same, angles, modes=["cubic"])
-    assert len({round(float(d.sum()), 5) for d in drawn}) == 4
-    _assert_between_kernels(drawn, same[:1], angles[:1], CUBIC_A_RANGE)
-
-
-def _assert_between_kernels(drawn: torch.Tensor, image: torch.Tensor, angle: torch.Tensor,
-                            a_range: tuple[float, float]) -> None:
-    """Each drawn rotation of ``image`` differs from the two ends of ``a_range`` by less
-    than those two differ: its parameter was drawn inside the range."""
-    sharp, soft = (rotate_batch(image, angle, mode="cubic", cubic_a=a) for a in a_range)
-    span = float((soft - sharp).abs().sum())
-    for d in drawn:
-        assert float((d - soft).abs().sum()) < span and float((d - sharp).abs().sum()) < span
-
-
-def test_training_draws_the_cubic_parameter_from_the_range_it_is_given():
-    from upright.geometry import rotate_mixed
-
-    torch.manual_seed(0)
-    x = torch.rand(3, 1, 15, 15)
-    angles = torch.tensor([20.0, -75.0, 140.0])
-    for a in (-1.25, -0.75):  # a range of one value gives exactly that kernel
-        torch.testing.assert_close(rotate_mixed(x, angles, modes=["cubic"], cubic_a_range=(a, a)),
-                                   rotate_batch(x, angles, mode="cubic", cubic_a=a))
-    # Drawn from [-1.25, -0.75], each image lies between those two kernels' results.
-    same = x[:1].repeat(16, 1, 1, 1)
-    drawn = rotate_mixed(same, angles[:1].repeat(16), modes=["cubic"], cubic_a_range=(-1.25, -0.75))
-    _assert_between_kernels(drawn, same[:1], angles[:1], (-1.25, -0.75))
 
 
 def test_unknown_resampler_is_a_clear_error():
@@ -181,27 +127,11 @@ def test_unknown_resampler_is_a_clear_error():
         rotate_batch(torch.zeros(1, 1, 4, 4), torch.zeros(1), mode="lanczos")
 
 
-def test_sharpness_jitter_blurs_and_sharpens_but_keeps_flat_images():
-    from upright.geometry import jitter_sharpness
-
-    torch.manual_seed(0)
-    flat = torch.full((8, 1, 9, 9), 0.4)
-    torch.testing.assert_close(jitter_sharpness(flat, 1.0), flat)  # nothing to sharpen
-    edge = torch.zeros(64, 1, 9, 9)
-    edge[:, :, :, 5:] = 0.8
-    out = jitter_sharpness(edge, 1.0)
-    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
-    # Some images came out blurred (a value between the two levels beside the edge) ...
-    assert ((out[:, 0, 4, 4] > 0.05) & (out[:, 0, 4, 4] < 0.75)).any()
-    # ... and some sharpened (overshoot above the bright level, where it is not clipped).
-    assert (out[:, 0, 4, 5] > 0.85).any()
-    torch.testing.assert_close(jitter_sharpness(edge, 0.0), edge)
-
-
-@pytest.mark.parametrize("resampler", ["pillow_bicubic", "pillow_nearest", "opencv_lanczos"])
-def test_other_libraries_rotate_the_same_items_the_same_way(resampler):
+@pytest.mark.parametrize("resampler, centre", [("pillow_bicubic", "image"), ("pillow_nearest", "image"),
+                                               ("opencv_lanczos", "article"), ("physical", "article")])
+def test_other_libraries_rotate_the_same_items_the_same_way(resampler, centre):
     from upright.data.rotated import fixed_angle_set
-    from upright.evaluation import resampled_set
+    from upright.resamplers import resampled_set
 
     images = np.zeros((2, 21, 21), np.uint8)
     images[:, 3:9, 8:13] = 255  # a block above the centre
@@ -210,40 +140,17 @@ def test_other_libraries_rotate_the_same_items_the_same_way(resampler):
     assert other.images.dtype == np.uint8 and len(other) == len(rotated) == 8
     np.testing.assert_array_equal(other.angles, rotated.angles)
     x = torch.from_numpy(images[rotated.source]).float().unsqueeze(1) / 255
-    ours = rotate_batch(x, torch.from_numpy(rotated.angles).float())[:, 0].numpy() * 255
+    ours = rotate_batch(x, torch.from_numpy(rotated.angles).float(), centre=centre)[:, 0].numpy() * 255
     # Same geometry: only edge pixels differ, by less than a tenth of the block's level.
     assert np.abs(other.images.astype(np.float32) - ours).mean() < 0.1 * 255 * (30 / 441)
 
 
 def test_unknown_other_resampler_is_a_clear_error():
     from upright.data.rotated import fixed_angle_set
-    from upright.evaluation import resampled_set
+    from upright.resamplers import resampled_set
 
     with pytest.raises(ValueError, match="resampler 'lanczos'"):
         resampled_set(fixed_angle_set(np.zeros((1, 5, 5), np.uint8)), "lanczos")
-
-
-def test_two_step_rotation_lands_on_the_same_angle_by_a_random_route():
-    from upright.geometry import rotate_two_steps
-
-    x = torch.zeros(4, 1, 29, 29)
-    x[:, 0, 4:10, 12:17] = 1.0  # a blob above the centre
-    angles = torch.tensor([90.0, -45.0, 170.0, 10.0])
-    once = rotate_batch(x, angles)
-    ys, xs = torch.meshgrid(torch.arange(29.0), torch.arange(29.0), indexing="ij")
-
-    def centroids(images):
-        mass = images[:, 0].sum(dim=(1, 2))
-        return torch.stack([(images[:, 0] * ys).sum(dim=(1, 2)) / mass,
-                            (images[:, 0] * xs).sum(dim=(1, 2)) / mass], dim=1)
-
-    torch.manual_seed(0)
-    first = rotate_two_steps(x, angles, modes=["bilinear", "nearest"])
-    second = rotate_two_steps(x, angles, modes=["bilinear", "nearest"])
-    torch.testing.assert_close(centroids(first), centroids(once), atol=0.35, rtol=0)
-    torch.testing.assert_close(centroids(second), centroids(once), atol=0.35, rtol=0)
-    assert not torch.allclose(first, second)  # a different intermediate angle each call
-    assert abs(float(first.sum() - once.sum())) < 0.05 * float(once.sum())  # mass kept
 
 
 def test_image_interpolations_are_opencvs_and_unknown_ones_fail_clearly():
@@ -271,16 +178,95 @@ def test_training_code_leaves_opencv_unloaded():
     assert out.stdout.strip() == "False"
 
 
-def test_quantise_8bit_rounds_or_truncates_each_whole_image_to_grey_levels():
-    from upright.geometry import quantise_8bit
+def _bilinear_reference(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """warpAffine's definition in float64, no fixed point: output pixel p samples the input
+    at inverse(matrix) p, bilinear, zeros outside."""
+    h, w = image.shape
+    inverse = cv2.invertAffineTransform(matrix)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    sx = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
+    sy = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+    x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
+    fx, fy = sx - x0, sy - y0
+    padded = np.pad(image.astype(np.float64), 2)
 
-    torch.manual_seed(0)
-    # Values a quarter level off the grid: rounding and truncation give different levels.
-    levels = torch.randint(0, 255, (64, 1, 6, 6)).float()
-    x = (levels + 0.75) / 255
-    q = quantise_8bit(x) * 255
-    torch.testing.assert_close(q, torch.round(q))  # on the 8-bit grid
-    truncated = (q == levels).flatten(1).all(dim=1)
-    rounded = (q == levels + 1).flatten(1).all(dim=1)
-    assert bool((truncated | rounded).all())  # one rule per image, never mixed
-    assert 16 < int(truncated.sum()) < 48  # about half each
+    def tap(yy, xx):
+        return padded[np.clip(yy + 2, 0, h + 3), np.clip(xx + 2, 0, w + 3)]
+
+    return ((1 - fy) * ((1 - fx) * tap(y0, x0) + fx * tap(y0, x0 + 1))
+            + fy * ((1 - fx) * tap(y0 + 1, x0) + fx * tap(y0 + 1, x0 + 1)))
+
+
+@pytest.mark.parametrize("h, w", [(28, 28), (64, 64), (20, 31)])
+def test_protocol_matrices_are_the_articles_opencv_call(h, w):
+    from upright.geometry import rotation_matrices
+
+    angles = [-180.0, -137.0, -90.0, -1.0, 0.0, 25.0, 90.0, 179.0]
+    ours = rotation_matrices(torch.tensor(angles), h, w).numpy()
+    for matrix, angle in zip(ours, angles, strict=True):
+        np.testing.assert_allclose(matrix, cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0),
+                                   atol=1e-12)
+
+
+@pytest.mark.parametrize("h, w", [(28, 28), (64, 64), (20, 31)])
+def test_protocol_rotation_is_the_articles_opencv_rotation_pixel_for_pixel(h, w):
+    rng = np.random.default_rng(5)
+    image = np.zeros((h, w), np.uint8)
+    image[3:h - 4, 4:w - 3] = rng.integers(0, 256, (h - 7, w - 7))
+    image = cv2.GaussianBlur(image, (3, 3), 0.8)  # strokes, not pixel noise
+    angles = rng.integers(-180, 180, 12).astype(np.float64)
+    x = torch.from_numpy(np.stack([image] * len(angles))).float()[:, None] / 255
+    ours = rotate_batch(x, torch.from_numpy(angles).float())[:, 0].numpy().astype(np.float64) * 255
+    for out, angle in zip(ours, angles, strict=True):
+        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        # The definition, exactly (float32 rounding aside) ...
+        np.testing.assert_allclose(out, _bilinear_reference(image, matrix), atol=2e-3)
+        # ... and OpenCV's own call, which rounds sample positions to 1/32 pixel.
+        opencv = cv2.warpAffine(image, matrix, (w, h)).astype(np.float64)
+        assert np.abs(np.round(out) - opencv).mean() < 1.0
+        image_centre = rotate_batch(x[:1], torch.tensor([angle], dtype=torch.float32),
+                                    centre="image")[0, 0].numpy() * 255
+        if abs(angle) > 30:  # about another centre the pixels differ far more
+            assert np.abs(image_centre - opencv).mean() > 3 * np.abs(out - opencv).mean()
+
+
+def test_protocol_quarter_turns_equal_opencv_exactly_and_move_no_mnist_digit():
+    rng = np.random.default_rng(0)
+    image = np.zeros((28, 28), np.uint8)
+    image[4:24, 4:24] = rng.integers(0, 256, (20, 20))
+    x = torch.from_numpy(image).float()[None, None] / 255
+    for angle in (-90.0, 90.0, 180.0):
+        ours = np.round(rotate_batch(x, torch.tensor([angle]))[0, 0].numpy() * 255)
+        opencv = cv2.warpAffine(image, cv2.getRotationMatrix2D((14.0, 14.0), angle, 1.0), (28, 28))
+        np.testing.assert_array_equal(ours, opencv)
+    # MNIST puts a digit's centre of mass at pixel (14, 14): the article's centre, so its
+    # rotations leave the digit where it is; about (13.5, 13.5) they move it by up to 0.7 px.
+    blob = torch.zeros(1, 1, 28, 28)
+    blob[0, 0, 11:18, 11:18] = 1.0  # centre of mass (14, 14)
+    ys, xs = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+
+    def centre_of_mass(images):
+        return float((images * xs).sum() / images.sum()), float((images * ys).sum() / images.sum())
+
+    for angle in (45.0, 180.0, -120.0):
+        article = rotate_batch(blob, torch.tensor([angle]))
+        assert np.allclose(centre_of_mass(article), (14.0, 14.0), atol=1e-3)
+    moved = centre_of_mass(rotate_batch(blob, torch.tensor([180.0]), centre="image"))
+    assert np.allclose(moved, (13.0, 13.0), atol=1e-3)
+
+
+def test_pose_scales_and_shifts_before_the_turn():
+    blob = torch.zeros(1, 1, 28, 28)
+    blob[0, 0, 12:17, 12:17] = 1.0  # centre of mass (14, 14), 25 pixels
+    ys, xs = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    shifted = rotate_batch(blob, torch.tensor([90.0]), shift=torch.tensor([[2.0, 0.0]]))
+    # Moved 2 px right, then turned a quarter counter-clockwise: 2 px up.
+    com = (float((shifted * xs).sum() / shifted.sum()), float((shifted * ys).sum() / shifted.sum()))
+    assert np.allclose(com, (14.0, 12.0), atol=1e-3)
+    bigger = rotate_batch(blob, torch.tensor([0.0]), scale=torch.tensor([1.4]))
+    assert float(bigger.sum()) == pytest.approx(25 * 1.4 ** 2, rel=0.02)
+
+
+def test_unknown_centre_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown centre 'middle'"):
+        rotate_batch(torch.zeros(1, 1, 4, 4), torch.zeros(1), centre="middle")

@@ -1,9 +1,19 @@
 """Rotation: one convention for the whole project.
 
-Counter-clockwise positive in the displayed image (y axis pointing down), about the
-image centre ((W-1)/2, (H-1)/2), bilinear, constant fill -- OpenCV's
-``getRotationMatrix2D`` convention. ``rotate_batch`` does it for tensors on the
-training device, ``rotate_image`` for full-resolution numpy images.
+Counter-clockwise positive in the displayed image (y axis pointing down), bilinear,
+constant fill: OpenCV's ``getRotationMatrix2D`` + ``warpAffine`` convention, with pixel
+i's centre at coordinate i. The centre of rotation is named:
+
+- ``"article"``, (w / 2, h / 2): the published protocols (training rotations, the
+  20-angle test sets, the fixed-angle set) rotate about it exactly as the article's
+  ``cv2.getRotationMatrix2D((w / 2, h / 2), deg, 1.0)`` does: pixel (14, 14) of a 28x28
+  digit, which is also where MNIST puts the digits' centre of mass, so a rotation does
+  not move a digit;
+- ``"image"``, ((w - 1) / 2, (h - 1) / 2): the true centre of the pixel grid, about which
+  a user's file is turned upright (``rotate_image``).
+
+``rotate_batch`` rotates tensors on the training device, ``rotate_image`` full-resolution
+numpy images. Training-only augmentation lives in ``upright.augment``.
 """
 
 from __future__ import annotations
@@ -17,6 +27,12 @@ import torch.nn.functional as F
 CANVAS_MODES = ("same", "expand", "crop")
 # rotate_image's interpolations: OpenCV's flags by name (cv2.INTER_LINEAR, INTER_LANCZOS4).
 IMAGE_INTERPOLATIONS = {"linear": 1, "lanczos4": 4}
+# Centres of rotation in OpenCV pixel coordinates, by name (see the module docstring).
+CENTRES = {
+    "article": lambda width, height: (width / 2.0, height / 2.0),
+    "image": lambda width, height: ((width - 1) / 2.0, (height - 1) / 2.0),
+}
+PROTOCOL_CENTRE = "article"
 # grid_sample's interpolations plus Keys cubic convolution with a chosen sharpness;
 # training can mix them so a model cannot key on one resampler's blur pattern (bilinear
 # blurs most at 45 degrees and not at all at 0 or 90).
@@ -30,22 +46,57 @@ AREA_SUBSAMPLES = 4
 CUBIC_A_RANGE = (-1.0, -0.5)
 
 
-def rotation_grid(angles_deg: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Sampling grid that rotates (N, C, H, W) images counter-clockwise by ``angles_deg``."""
-    rad = torch.deg2rad(angles_deg.to(torch.float32))
+def centre_of(name: str, width: int, height: int) -> tuple[float, float]:
+    """The named centre of rotation (x, y) of a width x height image, in pixel coordinates."""
+    if name not in CENTRES:
+        raise ValueError(f"unknown centre {name!r}; choose from {', '.join(CENTRES)}")
+    return CENTRES[name](width, height)
+
+
+def rotation_matrices(angles_deg: torch.Tensor, height: int, width: int, centre: str = PROTOCOL_CENTRE,
+                      scale: torch.Tensor | None = None, shift: torch.Tensor | None = None
+                      ) -> torch.Tensor:
+    """Forward maps (N, 2, 3) in pixel coordinates, float64: content scaled by ``scale``
+    about the centre, moved by ``shift`` (N, 2) pixels (x, y), then rotated counter-clockwise
+    by ``angles_deg`` about the centre. Without scale and shift each matrix is
+    ``cv2.getRotationMatrix2D(centre, angle, 1.0)``."""
+    rad = torch.deg2rad(angles_deg.detach().to(torch.float64).cpu())
     cos, sin = torch.cos(rad), torch.sin(rad)
-    # Output pixel (x', y') (relative to the centre) samples the input at
-    # x = cos x' - sin y', y = sin x' + cos y'; normalised coords scale x by W/2, y by H/2.
-    aspect = height / width
-    zeros = torch.zeros_like(cos)
-    theta = torch.stack(
-        [
-            torch.stack([cos, -sin * aspect, zeros], dim=1),
-            torch.stack([sin / aspect, cos, zeros], dim=1),
-        ],
-        dim=1,
-    )
-    return F.affine_grid(theta, [len(angles_deg), 1, height, width], align_corners=False)
+    s = torch.ones_like(cos) if scale is None else scale.detach().to(torch.float64).cpu()
+    t = torch.zeros(len(cos), 2, dtype=torch.float64) if shift is None else \
+        shift.detach().to(torch.float64).cpu()
+    cx, cy = centre_of(centre, width, height)
+    # p' = c + R (s (p - c) + t), with R = [[cos, sin], [-sin, cos]] (y axis down).
+    a, b = s * cos, s * sin
+    tx = cx + cos * t[:, 0] + sin * t[:, 1] - (a * cx + b * cy)
+    ty = cy - sin * t[:, 0] + cos * t[:, 1] - (-b * cx + a * cy)
+    return torch.stack([torch.stack([a, b, tx], 1), torch.stack([-b, a, ty], 1)], 1)
+
+
+def _grid_theta(forward: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """affine_grid's theta (output to input, normalised, align_corners=False) for forward
+    pixel maps: pixel i of n sits at normalised (2i + 1) / n - 1."""
+    linear, offset = forward[:, :, :2], forward[:, :, 2:]
+    inverse = torch.linalg.inv(linear)
+    inverse_offset = -inverse @ offset
+    scale = torch.tensor([width / 2.0, height / 2.0], dtype=torch.float64)
+    origin = torch.tensor([(width - 1) / 2.0, (height - 1) / 2.0], dtype=torch.float64)[:, None]
+    # input = D^-1 (M (D u + o) + b - o) for output u, with D = diag(scale), o = origin.
+    theta_linear = inverse * scale[None, None, :] / scale[None, :, None]
+    theta_offset = (inverse @ origin + inverse_offset - origin) / scale[None, :, None]
+    return torch.cat([theta_linear, theta_offset], dim=2)
+
+
+def rotation_grid(angles_deg: torch.Tensor, height: int, width: int, centre: str = PROTOCOL_CENTRE,
+                  scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
+                  out_height: int | None = None, out_width: int | None = None) -> torch.Tensor:
+    """grid_sample grid (N, H', W', 2) that rotates (N, C, H, W) images counter-clockwise by
+    ``angles_deg`` about the named centre (after ``scale`` and ``shift``, see
+    ``rotation_matrices``); H', W' default to H, W (larger: sub-pixel samples)."""
+    theta = _grid_theta(rotation_matrices(angles_deg, height, width, centre, scale, shift),
+                        height, width)
+    size = [len(angles_deg), 1, out_height or height, out_width or width]
+    return F.affine_grid(theta.to(torch.float32).to(angles_deg.device), size, align_corners=False)
 
 
 def _keys_weights(t: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -88,9 +139,12 @@ def cubic_sample(images: torch.Tensor, grid: torch.Tensor,
 
 
 def rotate_batch(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0.0,
-                 mode: str = "bilinear", cubic_a: float | torch.Tensor = -0.75) -> torch.Tensor:
+                 mode: str = "bilinear", cubic_a: float | torch.Tensor = -0.75,
+                 centre: str = PROTOCOL_CENTRE, scale: torch.Tensor | None = None,
+                 shift: torch.Tensor | None = None) -> torch.Tensor:
     """Rotate float images (N, C, H, W) in [0, 1] counter-clockwise by per-image angles in
-    degrees; ``mode`` is one of RESAMPLERS (``cubic_a``: Keys' parameter for "cubic")."""
+    degrees about the named centre; ``mode`` is one of RESAMPLERS (``cubic_a``: Keys'
+    parameter for "cubic"); ``scale`` and ``shift`` (pixels) move the content first."""
     if mode not in RESAMPLERS:
         raise ValueError(f"unknown resampler {mode!r}; choose from {', '.join(RESAMPLERS)}")
     if images.ndim != 4:
@@ -98,12 +152,13 @@ def rotate_batch(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0
     n, _, h, w = images.shape
     if len(angles_deg) != n:
         raise ValueError(f"{n} images but {len(angles_deg)} angles")
-    grid = rotation_grid(angles_deg.to(images.device), h, w).to(images.dtype)
+    angles_deg = angles_deg.to(images.device)
+    grid = rotation_grid(angles_deg, h, w, centre, scale, shift).to(images.dtype)
     if mode == "cubic":
         rotated = cubic_sample(images, grid, cubic_a)
     elif mode == "area":
         k = AREA_SUBSAMPLES  # a k-times finer grid has its points at the sub-pixel centres
-        fine = rotation_grid(angles_deg.to(images.device), h * k, w * k).to(images.dtype)
+        fine = rotation_grid(angles_deg, h, w, centre, scale, shift, h * k, w * k).to(images.dtype)
         rotated = F.avg_pool2d(F.grid_sample(images, fine, mode="bilinear", padding_mode="zeros",
                                              align_corners=False), k)
     else:
@@ -120,71 +175,15 @@ def rotate_batch(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0
     return rotated
 
 
-def rotate_mixed(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0.0,
-                 modes: tuple[str, ...] | list[str] = ("bilinear",),
-                 cubic_a_range: tuple[float, float] | list[float] = CUBIC_A_RANGE) -> torch.Tensor:
-    """``rotate_batch`` with the batch split into equal consecutive parts, one per resampler;
-    "cubic" draws Keys' parameter per image uniformly from ``cubic_a_range``."""
-    def rotate_part(part: torch.Tensor, angles: torch.Tensor, mode: str) -> torch.Tensor:
-        if mode != "cubic":
-            return rotate_batch(part, angles, fill, mode)
-        low, high = cubic_a_range
-        a = low + (high - low) * torch.rand(len(part), device=part.device, dtype=part.dtype)
-        return rotate_batch(part, angles, fill, mode, cubic_a=a)
-
-    if len(modes) == 1:  # no split, no copies
-        return rotate_part(images, angles_deg, modes[0])
-    parts = torch.tensor_split(torch.arange(len(images)), len(modes))
-    return torch.cat([rotate_part(images[idx], angles_deg[idx], mode)
-                      for idx, mode in zip(parts, modes, strict=True) if len(idx)])
-
-
-def rotate_two_steps(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0.0,
-                     modes: tuple[str, ...] | list[str] = ("bilinear",),
-                     cubic_a_range: tuple[float, float] | list[float] = CUBIC_A_RANGE
-                     ) -> torch.Tensor:
-    """Rotate by a random angle, then by the rest of ``angles_deg``, each step with
-    ``rotate_mixed`` (the second step's resamplers shifted by one part). Every resampler
-    leaves a fingerprint that tells its own angle modulo 90; here the last step's angle is
-    random, so no fingerprint carries the label and only the shape does."""
-    first = torch.rand(len(angles_deg), device=angles_deg.device) * 360.0 - 180.0
-    turned = rotate_mixed(images, first, fill, modes, cubic_a_range)
-    shifted = list(modes[1:]) + list(modes[:1])
-    return rotate_mixed(turned, angles_deg - first.to(angles_deg.dtype), fill, shifted,
-                        cubic_a_range)
-
-
-def jitter_sharpness(images: torch.Tensor, strength: float) -> torch.Tensor:
-    """Blur or sharpen each image by a random amount: x + s (x - blur(x)), s uniform in
-    [-strength, strength] per image (s = -1: a 3x3 binomial blur; s > 0: unsharp mask).
-    Resamplers differ mostly in how sharp they leave edges; this makes that a nuisance
-    the model has to ignore rather than a cue it can read."""
-    if strength <= 0:
-        return images
-    n, c = images.shape[:2]
-    k1 = torch.tensor([0.25, 0.5, 0.25], dtype=images.dtype, device=images.device)
-    kernel = (k1[:, None] * k1[None, :]).expand(c, 1, 3, 3)
-    blurred = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=c)
-    s = (torch.rand(n, 1, 1, 1, dtype=images.dtype, device=images.device) * 2 - 1) * strength
-    return (images + s * (images - blurred)).clamp(0.0, 1.0)
-
-
-def quantise_8bit(images: torch.Tensor) -> torch.Tensor:
-    """Round each image to 8-bit grey levels, half of them by truncation, as image files
-    hold them: libraries round (OpenCV) or truncate (Pillow's bicubic rotate), and a model
-    that reads fine resampling detail notices one grey level."""
-    truncate = torch.rand(len(images), 1, 1, 1, device=images.device) < 0.5
-    offset = torch.where(truncate, 0.0, 0.5).to(images.dtype)
-    return torch.floor(images.clamp(0.0, 1.0) * 255 + offset) / 255
-
-
-def rotation_matrix(angle_deg: float, width: int, height: int, canvas: str = "same"):
-    """2x3 OpenCV matrix and output size (w, h) for rotating a (height, width) image."""
+def rotation_matrix(angle_deg: float, width: int, height: int, canvas: str = "same",
+                    centre: str = "image"):
+    """2x3 OpenCV matrix and output size (w, h) for rotating a (height, width) image about
+    the named centre (a user's file: its true centre)."""
     if canvas not in CANVAS_MODES:
         raise ValueError(f"unknown canvas mode {canvas!r}; choose from {', '.join(CANVAS_MODES)}")
     import cv2  # here, not at the top: 15 MB that training processes never need
 
-    centre = ((width - 1) / 2.0, (height - 1) / 2.0)
+    centre = centre_of(centre, width, height)
     matrix = cv2.getRotationMatrix2D(centre, float(angle_deg), 1.0)
     if canvas == "same":
         return matrix, (width, height)
@@ -228,16 +227,17 @@ def rotate_image(
     canvas: str = "same",
     fill: float | tuple[float, ...] = 0,
     interpolation: str = "linear",
+    centre: str = "image",
 ) -> np.ndarray:
     """Rotate a full-resolution (H, W) or (H, W, C) image counter-clockwise by ``angle_deg``
-    (``interpolation``: one of IMAGE_INTERPOLATIONS)."""
+    about the named centre (``interpolation``: one of IMAGE_INTERPOLATIONS)."""
     import cv2  # here, not at the top: 15 MB that training processes never need
 
     if interpolation not in IMAGE_INTERPOLATIONS:
         raise ValueError(f"unknown interpolation {interpolation!r}; choose from "
                          f"{', '.join(IMAGE_INTERPOLATIONS)}")
     height, width = image.shape[:2]
-    matrix, size = rotation_matrix(angle_deg, width, height, canvas)
+    matrix, size = rotation_matrix(angle_deg, width, height, canvas, centre)
     channels = 1 if image.ndim == 2 else image.shape[2]
     fill_value = (fill,) * channels if np.isscalar(fill) else tuple(fill)
     if len(fill_value) < 4:

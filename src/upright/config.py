@@ -21,6 +21,7 @@ class TrainConfig:
     test_angles: int = 20  # seeded integer angles per test image (the published protocol)
     train_eval_images: int = 2000  # training images (x test_angles) for the train metrics
     grid_images: int = 100  # test images in the before/after grid
+    suite_angles: int = 2  # protocol angles per test image in the robustness suite
     integer_angles: bool = True  # training angles are integers, as in the article
     fill: float = 0.0  # rotation fill, in [0, 1] pixel units (black)
     # Resamplers for training rotations (each batch split evenly between them); evaluation
@@ -32,8 +33,21 @@ class TrainConfig:
     # 2: rotate training images in two steps, the last by a random angle, so no resampler
     # fingerprint tells the label (see geometry.rotate_two_steps)
     train_rotation_steps: int = 1
-    # Quantise rotated training images to 8 bits, half by truncation (geometry.quantise_8bit)
+    # Quantise rotated training images to 8 bits, half by truncation (augment.quantise_8bit)
     train_quantise: bool = False
+    # Pose: content shifted up to this many pixels per axis and scaled within train_scale
+    # before the turn, so the model cannot read where the digit sits
+    train_shift: float = 0.0
+    train_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    train_blur: float = 0.0  # Gaussian blur of half the training images, sigma up to this (px)
+    train_gamma: float = 0.0  # tone curve x ** g, |log g| up to this
+    train_noise: float = 0.0  # Gaussian noise, per-image sigma up to this, in grey levels
+    train_jpeg: float = 0.0  # share of training images put through JPEG artefacts
+    train_jpeg_quality: list[float] = field(default_factory=lambda: [30.0, 95.0])
+    # Weight of an auxiliary training loss: the source image's group (MNIST: its digit) told
+    # from the same turned image, so the features learn what the shape is, which settles
+    # which way up it stands (an upside-down 5 looks like a 2). Training only; 0: off.
+    aux_class_weight: float = 0.0
     # Folder sources only (``folder:PATH``): model input size, aspect policy, colour, test share
     image_size: int = 64
     aspect: str = "crop"  # "crop": centre-crop to a square; "pad": pad to a square with black

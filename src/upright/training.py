@@ -17,48 +17,55 @@ from lightning.pytorch.loggers import CSVLogger
 
 from upright import checkpoint
 from upright.angles import circular_error
+from upright.augment import Augmentation
 from upright.config import TrainConfig
 from upright.data.rotated import RotatedSet, SetBatches, TrainBatches, protocol_set, to_float_images
 from upright.data.source import Splits
-from upright.geometry import (
-    jitter_sharpness,
-    quantise_8bit,
-    rotate_batch,
-    rotate_mixed,
-    rotate_two_steps,
-)
+from upright.geometry import rotate_batch
 from upright.models.model import AngleModel
 
 BEST_WEIGHTS = "best.safetensors"
-# Training rotations by TrainConfig.train_rotation_steps.
-TRAIN_ROTATIONS = {1: rotate_mixed, 2: rotate_two_steps}
+
+
+def augmentation(config: TrainConfig) -> Augmentation:
+    """The training augmentation a config asks for (checked before any work)."""
+    return Augmentation(resamplers=config.train_resamplers, cubic_a=config.train_cubic_a,
+                        rotation_steps=config.train_rotation_steps, shift=config.train_shift,
+                        scale=config.train_scale, sharpness=config.train_sharpness,
+                        blur=config.train_blur,
+                        gamma=config.train_gamma, noise=config.train_noise / 255.0,
+                        quantise=config.train_quantise, jpeg=config.train_jpeg,
+                        jpeg_quality=config.train_jpeg_quality)
 
 
 class AngleModule(L.LightningModule):
     """Rotates each batch on the device, then fits the model's head loss."""
 
-    def __init__(self, model: AngleModel, config: TrainConfig) -> None:
+    def __init__(self, model: AngleModel, config: TrainConfig, classes: int = 0) -> None:
         super().__init__()
         self.model = model
         self.config = config
+        self.augment = augmentation(config)
         self.samples_seen = 0
+        # The auxiliary class head (config.aux_class_weight): trained, never saved.
+        self.aux_head = (torch.nn.Linear(model.backbone.out_features, classes)
+                         if config.aux_class_weight > 0 and classes > 0 else None)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        images, angles = batch
+    def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
+        images, angles = batch[0], batch[1]
         x = to_float_images(images)
         if stage == "train":  # augmentations for training only; validation is the protocol
-            rotate = TRAIN_ROTATIONS[self.config.train_rotation_steps]
-            x = rotate(x, angles, self.config.fill, self.config.train_resamplers,
-                       self.config.train_cubic_a)
-            x = jitter_sharpness(x, self.config.train_sharpness)
-            if self.config.train_quantise:
-                x = quantise_8bit(x)
+            x = self.augment(x, angles, self.config.fill)
         else:
             x = rotate_batch(x, angles, self.config.fill)
-        raw = self.model(x)
+        features = self.model.features(x)
+        raw = self.model.head(features)
         if stage == "train":
             self.samples_seen += len(angles)
         loss = self.model.head.loss(raw, angles)
+        if stage == "train" and self.aux_head is not None and len(batch) > 2:
+            aux = torch.nn.functional.cross_entropy(self.aux_head(features), batch[2])
+            loss = loss + self.config.aux_class_weight * aux
         mae = circular_error(self.model.head.decode(raw.detach()), angles).mean()
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=len(angles))
@@ -75,10 +82,10 @@ class AngleModule(L.LightningModule):
     def configure_optimizers(self):
         config = self.config
         if config.weight_decay:
-            optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, eps=config.adam_eps,
+            optimizer = torch.optim.AdamW(self.parameters(), lr=config.lr, eps=config.adam_eps,
                                           weight_decay=config.weight_decay)
         else:
-            optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, eps=config.adam_eps)
+            optimizer = torch.optim.Adam(self.parameters(), lr=config.lr, eps=config.adam_eps)
         if config.lr_schedule == "constant":
             return optimizer
         if config.lr_schedule != "cosine":
@@ -121,9 +128,10 @@ class RotationDataModule(L.LightningDataModule):
                                                 config.val_angles, config.eval_seed + 1)
 
     def train_dataloader(self):
+        labels = self.splits.train.groups if self.config.aux_class_weight > 0 else None
         batches = TrainBatches(self.splits.train.images, self.config.batch_size,
                                self.config.angles_per_epoch, self.config.seed,
-                               self.config.integer_angles)
+                               self.config.integer_angles, labels=labels)
         return torch.utils.data.DataLoader(batches, batch_size=None)
 
     def val_dataloader(self):
@@ -164,12 +172,7 @@ def quiet_lightning() -> None:
 def fit(model: AngleModel, splits: Splits, config: TrainConfig, run_dir: Path,
         progress: bool = True) -> dict:
     """Train with early stopping; the model ends with its best validation weights."""
-    if config.train_rotation_steps not in TRAIN_ROTATIONS:
-        raise ValueError(f"train_rotation_steps must be one of {sorted(TRAIN_ROTATIONS)}, "
-                         f"got {config.train_rotation_steps}")
-    cubic_a = list(config.train_cubic_a)
-    if len(cubic_a) != 2 or not cubic_a[0] <= cubic_a[1]:
-        raise ValueError(f"train_cubic_a must be [low, high] with low <= high, got {config.train_cubic_a}")
+    augmentation(config)  # a bad setting fails here, before any work
     quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
     if config.num_threads:
@@ -191,7 +194,7 @@ def fit(model: AngleModel, splits: Splits, config: TrainConfig, run_dir: Path,
         log_every_n_steps=50,
         deterministic=False,
     )
-    module = AngleModule(model, config)
+    module = AngleModule(model, config, classes=int(splits.train.groups.max()) + 1)
     data = RotationDataModule(splits, config)
     started = time.perf_counter()
     trainer.fit(module, datamodule=data)

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from upright.angles import circular_mean
 from upright.models.backbones import BACKBONES
 from upright.models.heads import HEADS, AngleHead
+from upright.prepare import LEVELS
+
+
+def gaussian_kernel(sigma: float, channels: int) -> torch.Tensor:
+    """(channels, 1, k, k) normalised Gaussian, k covering 3 sigma each side (1x1 at 0)."""
+    radius = max(0, math.ceil(3 * sigma)) if sigma > 0 else 0
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k1 = torch.exp(-0.5 * (t / sigma) ** 2) if sigma > 0 else torch.ones(1)
+    k1 = k1 / k1.sum()
+    return (k1[:, None] * k1[None, :]).expand(channels, 1, len(t), len(t)).contiguous()
 
 
 def _no_mask(height: int, width: int) -> torch.Tensor:
@@ -18,8 +30,10 @@ def _no_mask(height: int, width: int) -> torch.Tensor:
 
 
 def _circle_mask(height: int, width: int) -> torch.Tensor:
-    y = torch.arange(height, dtype=torch.float32)[:, None] - (height - 1) / 2
-    x = torch.arange(width, dtype=torch.float32)[None, :] - (width - 1) / 2
+    """The disc about the protocol's centre of rotation (w / 2, h / 2) whose pixels every
+    rotation about it fills from inside the image (bilinear taps included)."""
+    y = torch.arange(height, dtype=torch.float32)[:, None] - height / 2
+    x = torch.arange(width, dtype=torch.float32)[None, :] - width / 2
     radius = min(height, width) / 2 - 1  # one pixel in: bilinear edges blend in the fill
     return (x**2 + y**2 <= radius**2).to(torch.float32)[None, None]
 
@@ -46,6 +60,12 @@ class ModelSpec:
     input_mask: str = "none"
     # How non-square images are squared before resizing: "crop" (centre) or "pad" (black).
     aspect: str = "crop"
+    # Per-image grey-level rule applied first, in every path (upright.prepare.LEVELS):
+    # "raw", "polarity" (dark-on-light images inverted) or "autocontrast" (and stretched).
+    levels: str = "raw"
+    # A fixed Gaussian blur (sigma in pixels, 0: none) after the levels, in every path: what
+    # a resampler, a JPEG or a scanner leaves at the pixel scale is gone before the network.
+    input_blur: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,13 +97,31 @@ class AngleModel(nn.Module):
             raise ValueError(f"unknown input_mask {spec.input_mask!r}; known: {', '.join(INPUT_MASKS)}")
         self.register_buffer("input_mask", INPUT_MASKS[spec.input_mask](spec.height, spec.width),
                              persistent=False)
+        if spec.levels not in LEVELS:
+            raise ValueError(f"unknown levels {spec.levels!r}; known: {', '.join(LEVELS)}")
+        self.levels = LEVELS[spec.levels]
+        if not 0.0 <= spec.input_blur <= 5.0:
+            raise ValueError(f"input_blur must be a sigma in [0, 5] pixels, got {spec.input_blur}")
+        self.register_buffer("blur_kernel", gaussian_kernel(spec.input_blur, spec.channels),
+                             persistent=False)
+        # Channels-last convolutions: 25-40% faster on CPU (training and inference alike).
+        self.to(memory_format=torch.channels_last)
 
     def masked(self, images: torch.Tensor) -> torch.Tensor:
-        """The images as the backbone sees them: black outside the mask."""
-        return images * self.input_mask
+        """The images as the backbone sees them: levels normalised, black outside the mask."""
+        x = self.levels(images, self.input_mask) * self.input_mask
+        if self.spec.input_blur > 0:
+            pad = self.blur_kernel.shape[-1] // 2
+            x = F.conv2d(F.pad(x, (pad, pad, pad, pad)), self.blur_kernel, groups=x.shape[1])
+        return x
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone's features of float images in [0, 1] (what the head reads)."""
+        x = ((self.masked(images) - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        return self.backbone(x)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone((self.masked(images) - self.mean) / self.std))
+        return self.head(self.features(images))
 
     @torch.no_grad()
     def predict_angles(self, images: torch.Tensor, tta: bool = False) -> torch.Tensor:

@@ -196,14 +196,14 @@ def test_cubic_parameter_range_comes_from_the_recipe_or_the_command_line(tmp_pat
     from upright.training import fit
 
     assert make_config("mnist-compact").train_cubic_a == [-1.0, -0.5]
-    assert make_config("mnist-cubic").train_cubic_a == [-1.25, -0.75]
-    args = build_parser().parse_args(["train", "--recipe", "mnist-cubic", "--train-cubic-a", "-1.5", "-1"])
+    assert make_config("mnist-compact", {"train_cubic_a": [-1.25, -0.75]}).train_cubic_a == [-1.25, -0.75]
+    args = build_parser().parse_args(["train", "--recipe", "mnist-robust", "--train-cubic-a", "-1.5", "-1"])
     assert _config_from_args(args).train_cubic_a == [-1.5, -1.0]
-    backwards = make_config("mnist-cubic", {"train_cubic_a": [-0.5, -1.0]})
+    backwards = make_config("mnist-robust", {"train_cubic_a": [-0.5, -1.0]})
     with pytest.raises(ValueError, match="train_cubic_a must be"):
         fit(None, None, backwards, tmp_path)
     with pytest.raises(ValueError, match="train_cubic_a must be"):
-        fit(None, None, make_config("mnist-cubic", {"train_cubic_a": [-1.0]}), tmp_path)
+        fit(None, None, make_config("mnist-robust", {"train_cubic_a": [-1.0]}), tmp_path)
 
 
 def test_training_images_are_quantised_to_8_bits_when_asked():
@@ -212,21 +212,21 @@ def test_training_images_are_quantised_to_8_bits_when_asked():
     from upright.models.model import AngleModel
     from upright.training import AngleModule
 
-    assert make_config("mnist-cubic").train_quantise is False
-    assert make_config("mnist-pillow").train_quantise is True
-    args = build_parser().parse_args(["train", "--recipe", "mnist-cubic", "--train-quantise"])
+    assert make_config("mnist-fast").train_quantise is False
+    assert make_config("mnist-robust").train_quantise is True
+    args = build_parser().parse_args(["train", "--recipe", "mnist-fast", "--train-quantise"])
     config = _config_from_args(args)
     assert config.train_quantise is True
     seen = []
     model = AngleModel(config.model)
-    model.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].detach()))
-    module = AngleModule(model, config)
-    module.log = lambda *a, **k: None
+    features = model.features
+    model.features = lambda x: (seen.append(x.detach()), features(x))[1]
     images = torch.randint(0, 256, (8, 28, 28), dtype=torch.uint8)
     angles = torch.tensor([13.3, 47.9, -101.2, 170.5, 2.2, -33.3, 88.8, -150.1])
-    module._step((images, angles), "train")
-    module.config.train_quantise = False
-    module._step((images, angles), "train")
+    for quantise in (True, False):
+        module = AngleModule(model, make_config("mnist-fast", {"train_quantise": quantise}))
+        module.log = lambda *a, **k: None
+        module._step((images, angles), "train")
     on_grid = [bool(torch.allclose(x * 255, torch.round(x * 255), atol=1e-4)) for x in seen]
     assert on_grid == [True, False]
 

@@ -9,7 +9,7 @@ from upright.models.model import AngleModel, ModelSpec
 def test_quarter_turn_matches_our_rotation_convention():
     x = torch.rand(3, 1, 9, 9)
     np.testing.assert_allclose(torch.rot90(x, 1, dims=(2, 3)).numpy(),
-                               rotate_batch(x, torch.full((3,), 90.0)).numpy(), atol=1e-5)
+                               rotate_batch(x, torch.full((3,), 90.0), centre="image").numpy(), atol=1e-5)
 
 
 def test_tta_prediction_on_a_turned_image_is_the_original_plus_90():

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from upright.angles import circular_difference
 from upright.data.rotated import RotatedSet, protocol_set, to_float_images
-from upright.geometry import rotate_batch, rotate_image
+from upright.geometry import rotate_batch
 from upright.models.model import AngleModel
 
 WITHIN_DEGREES = (1, 2, 5, 10)
@@ -72,45 +72,6 @@ def per_angle(pred: np.ndarray, true: np.ndarray) -> dict[str, dict[str, float]]
             "median_error": float(np.median(np.abs(diff))),
         }
     return table
-
-
-def _pillow_bicubic(image: np.ndarray, angle: float) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(image).rotate(angle, resample=Image.BICUBIC, fillcolor=0))
-
-
-def _pillow_nearest(image: np.ndarray, angle: float) -> np.ndarray:
-    from PIL import Image
-
-    # ``Image.rotate(angle)`` with no resample argument: what most scripts do.
-    return np.asarray(Image.fromarray(image).rotate(angle, fillcolor=0))
-
-
-def _opencv_lanczos(image: np.ndarray, angle: float) -> np.ndarray:
-    return rotate_image(image, angle, interpolation="lanczos4")
-
-
-# Other libraries' rotations of the same items, for robustness checks. Pillow's bicubic is
-# Keys' kernel with a = -1, truncated (not rounded) to 8 bits, inside the family training
-# can mix in ("cubic"); OpenCV's Lanczos-4 (8x8 taps, windowed sinc) is in no training mix:
-# a held-out resampler. Pillow's default (nearest neighbour, jagged edges) is the rotation a
-# user's script most likely did.
-OTHER_RESAMPLERS = {"pillow_bicubic": _pillow_bicubic, "pillow_nearest": _pillow_nearest,
-                    "opencv_lanczos": _opencv_lanczos}
-
-
-def resampled_set(rotated: RotatedSet, resampler: str = "pillow_bicubic") -> RotatedSet:
-    """The same (image, angle) items rotated by another library's resampler instead of ours
-    (uint8, as that library writes them): a model that reads shapes, not resampling
-    artefacts, scores about the same on it."""
-    if resampler not in OTHER_RESAMPLERS:
-        raise ValueError(f"unknown resampler {resampler!r}; choose from {', '.join(OTHER_RESAMPLERS)}")
-    rotate = OTHER_RESAMPLERS[resampler]
-    out = np.empty((len(rotated),) + rotated.images.shape[1:], dtype=np.uint8)
-    for i, (src, angle) in enumerate(zip(rotated.source, rotated.angles, strict=True)):
-        out[i] = rotate(rotated.images[src], float(angle))
-    return RotatedSet(out, np.arange(len(rotated)), rotated.angles)
 
 
 def modulo_90_error(pred: np.ndarray, true: np.ndarray) -> np.ndarray:

@@ -161,6 +161,40 @@ def per_group_plot(run_dir: Path, out: Path) -> Path:
     return _save(fig, out)
 
 
+def robustness_plot(run_dir: Path, out: Path) -> Path:
+    """Circular MAE and share within 5 degrees on the protocol and on every variant of the
+    robustness suite (and the held-out variations), one bar each."""
+    metrics = json.loads(_need(run_dir, "metrics.json", "evaluation").read_text())
+    suite = metrics.get("robustness")
+    if not suite:
+        raise RunFolderError(f"{run_dir / 'metrics.json'}: has no robustness suite (re-run evaluate)")
+    from upright.robustness import SUITE
+
+    rows = [("protocol", suite["protocol"], "tab:gray")]
+    rows += [(name, v, "tab:blue" if name in SUITE else "tab:purple")
+             for name, v in suite["variants"].items()]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.38 * len(rows) + 1.6), sharey=True)
+    ys = np.arange(len(rows))[::-1]
+    for ax, key, label, fmt in ((axes[0], "circular_mae", "circular MAE (degrees, log)", "{:.2f}"),
+                                (axes[1], "within_5", "share within ±5°", "{:.1%}")):
+        values = [v[key] for _, v, _ in rows]
+        ax.barh(ys, values, color=[c for _, _, c in rows])
+        for y, value in zip(ys, values, strict=True):
+            ax.text(value, y, " " + fmt.format(value), va="center", fontsize=8)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].set_xscale("log")
+    axes[1].set_xlim(0, 1.15)
+    axes[0].set_yticks(ys, [name for name, _, _ in rows])
+    mean = suite.get("suite", {}).get("mean_circular_mae")
+    title = "Robustness suite (blue) and held-out variations (purple)"
+    if mean is not None:
+        title += f": suite mean {mean:.2f}°, worst {suite['suite']['worst']}"
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
 def mosaic(images, columns: int) -> np.ndarray:
     """Same-size uint8 images laid out in rows of ``columns`` on white, 1-pixel gutters."""
     h, w = images[0].shape[:2]
@@ -195,8 +229,11 @@ PLOTS: dict[str, Callable[[Path, Path], Path]] = {
     "fixed_angles": fixed_angle_plots,
     "errors": error_plots,
     "per_group": per_group_plot,
+    "robustness": robustness_plot,
     "before_after": before_after_grid,
 }
+# Plots a run folder from before their metrics existed cannot have; skipped, not an error.
+OPTIONAL_PLOTS = ("robustness",)
 
 
 def draw_all(run_dir: str | Path) -> dict[str, Path]:
@@ -204,4 +241,11 @@ def draw_all(run_dir: str | Path) -> dict[str, Path]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir}: no such run folder")
-    return {name: draw(run_dir, run_dir / PLOTS_DIR / f"{name}.png") for name, draw in PLOTS.items()}
+    drawn = {}
+    for name, draw in PLOTS.items():
+        try:
+            drawn[name] = draw(run_dir, run_dir / PLOTS_DIR / f"{name}.png")
+        except RunFolderError:
+            if name not in OPTIONAL_PLOTS:
+                raise
+    return drawn

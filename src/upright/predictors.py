@@ -101,6 +101,7 @@ def export_onnx(path: str | Path) -> Path:
         # The TorchScript exporter needs no onnxscript; its deprecation notice is noise here.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the mask is fixed
             torch.onnx.export(wrapper, (example,), str(tmp), input_names=["images"],
                               output_names=["angles"],
                               dynamic_axes={"images": {0: "batch"}, "angles": {0: "batch"}},

@@ -16,6 +16,7 @@ TITLES = {
     "fixed_angles": "Predicted vs true angle on the fixed-angle set",
     "errors": "Errors on the test set",
     "per_group": "Error per class / person",
+    "robustness": "Robustness suite: the test images turned by other means",
     "before_after": "Before and after correction",
 }
 SUMMARY_ROWS = (
@@ -60,6 +61,28 @@ def _group_table(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return ["group", "circular MAE (°)", "within ±5°", "images"], rows
 
 
+def _robustness_table(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """Per variant of the robustness suite: what it does, circular MAE, within 5."""
+    suite = metrics.get("robustness")
+    if not suite:
+        return None
+    from upright.robustness import SUITE, VARIANTS
+
+    rows = [["protocol", "the published protocol's own rotation (same items)", "",
+             f"{suite['protocol']['circular_mae']:.2f}", f"{suite['protocol']['within_5']:.1%}"]]
+    for name, v in suite["variants"].items():
+        kind = "suite" if name in SUITE else "held out"
+        description = VARIANTS[name].description if name in VARIANTS else ""
+        rows.append([name, description, kind, f"{v['circular_mae']:.2f}", f"{v['within_5']:.1%}"])
+    for key, label in (("suite", "suite"), ("held_out", "held out")):
+        if key in suite:
+            s = suite[key]
+            rows.append([f"{label}: mean / worst", f"worst: {s['worst']}", "",
+                         f"{s['mean_circular_mae']:.2f} / {s['worst_circular_mae']:.2f}",
+                         f"min {s['min_within_5']:.1%}"])
+    return ["variant", "how the test image was made", "", "circular MAE (°)", "within ±5°"], rows
+
+
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -89,9 +112,12 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     plots = draw_all(run_dir)
     name = run_dir.resolve().name
     test = metrics["test"]
-    tables = [("Summary", _summary_table(metrics)),
-              ("Per-angle medians (fixed-angle set)", _per_angle_table(metrics)),
-              ("Per class / person (test set)", _group_table(metrics))]
+    tables = [("Summary", _summary_table(metrics))]
+    robustness = _robustness_table(metrics)
+    if robustness:
+        tables.append(("Robustness suite", robustness))
+    tables += [("Per-angle medians (fixed-angle set)", _per_angle_table(metrics)),
+               ("Per class / person (test set)", _group_table(metrics))]
     made = model_info.get("made_by", {})
     how = (f"Data: {config.get('dataset')}, backbone {config['model']['backbone']}, head "
            f"{config['model']['head']}, seed {config.get('seed')}. Trained "
@@ -108,7 +134,13 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
              f"<div class='card'>test circular MAE<b>{test['circular_mae']:.2f}°</b></div>",
              f"<div class='card'>test within ±5°<b>{test['within_5']:.1%}</b></div>",
              f"<div class='card'>linear MAE (published metric)<b>{test['linear_mae']:.2f}°</b></div>",
-             f"<div class='card'>test images<b>{test['count']:,}</b></div></div>",
+             f"<div class='card'>test images<b>{test['count']:,}</b></div>",
+             *([f"<div class='card'>robustness suite mean MAE"
+                f"<b>{metrics['robustness']['suite']['mean_circular_mae']:.2f}°</b></div>",
+                f"<div class='card'>worst variant ({html.escape(metrics['robustness']['suite']['worst'])})"
+                f"<b>{metrics['robustness']['suite']['worst_circular_mae']:.2f}°</b></div>"]
+               if metrics.get("robustness", {}).get("suite") else []),
+             "</div>",
              f"<h2>How this run was made</h2><p>{html.escape(how)}</p>"]
     if command:
         parts.append(f"<pre>{html.escape(command)}</pre>")

@@ -14,6 +14,7 @@ from upright.geometry import RESAMPLERS
 from upright.models.backbones import BACKBONES
 from upright.models.heads import HEADS
 from upright.models.model import INPUT_MASKS
+from upright.prepare import LEVELS
 
 DEFAULT_RUNS = Path("runs")
 
@@ -67,6 +68,25 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-quantise", action="store_const", const=True,
                    help="round training images to 8-bit levels, half of them by truncation "
                         "as Pillow's bicubic rotate does")
+    p.add_argument("--train-shift", type=float, metavar="PIXELS",
+                   help="pose: move training images up to this many pixels per axis before the turn")
+    p.add_argument("--train-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="pose: scale training images by a factor drawn from this range")
+    p.add_argument("--train-gamma", type=float,
+                   help="random tone curve x ** g of training images, |log g| up to this")
+    p.add_argument("--train-blur", type=float, metavar="SIGMA",
+                   help="Gaussian blur of half the training images, sigma up to this (pixels)")
+    p.add_argument("--train-noise", type=float, metavar="GREY_LEVELS",
+                   help="Gaussian noise on training images, sigma drawn up to this (e.g. 12)")
+    p.add_argument("--train-jpeg", type=float, metavar="SHARE",
+                   help="share of training images given JPEG artefacts (e.g. 0.3)")
+    p.add_argument("--train-jpeg-quality", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="JPEG quality range for --train-jpeg (default 30 95)")
+    p.add_argument("--levels", choices=sorted(LEVELS),
+                   help="grey-level rule in front of the network, in every path: raw, polarity "
+                        "(negatives inverted) or autocontrast (and stretched)")
+    p.add_argument("--suite-angles", type=int,
+                   help="protocol angles per test image in the robustness suite (default 2)")
     p.add_argument("--image-size", type=int, help="folder datasets: model input size (default 64)")
     p.add_argument("--aspect", choices=["crop", "pad"], help="folder datasets: centre-crop or pad")
     p.add_argument("--colour", choices=["grey", "rgb"], help="folder datasets: colour mode")
@@ -103,9 +123,11 @@ def _config_from_args(args: argparse.Namespace, **forced: Any):
               "val_angles", "test_angles", "batch_size", "eval_batch_size", "lr", "max_epochs", "patience",
               "max_time", "seed", "precision", "image_size", "aspect", "colour", "train_eval_images",
               "accelerator", "devices", "train_resamplers", "train_sharpness",
-              "train_rotation_steps", "train_cubic_a", "train_quantise")
+              "train_rotation_steps", "train_cubic_a", "train_quantise", "train_shift",
+              "train_scale", "train_gamma", "train_blur", "train_noise", "train_jpeg",
+              "train_jpeg_quality", "suite_angles")
     overrides: dict[str, Any] = {f: getattr(args, f) for f in fields}
-    model = {k: getattr(args, k) for k in ("backbone", "head", "input_mask") if getattr(args, k)}
+    model = {k: getattr(args, k) for k in ("backbone", "head", "input_mask", "levels") if getattr(args, k)}
     if args.backbone_option:
         model["backbone_options"] = dict(args.backbone_option)
     if args.head_option:

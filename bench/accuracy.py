@@ -39,8 +39,7 @@ def suite_items(config: dict) -> tuple[RotatedSet, int]:
     dataset = config.get("data", {}).get("dataset", "mnist")
     recipe = make_config(RECIPE_OF_DATASET.get(dataset, "mnist-published"))
     _, splits = prepare_data(recipe)
-    angles = 20 if dataset == "olivetti" else recipe.suite_angles
-    return robustness.suite_items(splits.test.images, splits.test.indices, angles,
+    return robustness.suite_items(splits.test.images, splits.test.indices, recipe.suite_angles,
                                   recipe.eval_seed), recipe.eval_seed
 
 

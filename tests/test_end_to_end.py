@@ -24,7 +24,13 @@ def test_quickstart_trains_evaluates_and_corrects(tmp_path, capsys):
     assert len(corrected) == 16
     assert all(Image.open(p).size == (28, 28) for p in corrected)
     assert (run / "report.html").is_file()
-    assert "run folder:" in capsys.readouterr().out
+    assert (run / "plots" / "robustness.png").is_file()
+    suite = metrics["robustness"]
+    assert set(suite["variants"]) >= {"pose", "pillow_bicubic", "physical", "noise", "jpeg", "inverted"}
+    assert all(v["count"] == 2 * 5953 for v in suite["variants"].values())
+    out = capsys.readouterr().out
+    assert "run folder:" in out
+    assert f"robustness suite: mean circular MAE {suite['suite']['mean_circular_mae']:.2f}" in out
 
 
 @pytest.mark.skipif(shipped_model("mnist") is None, reason="no shipped MNIST model installed")

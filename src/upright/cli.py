@@ -153,6 +153,13 @@ def _print_metrics(metrics: dict[str, Any], run_dir: Path) -> None:
 
     print(f"test:  {format_summary(metrics['test'])}")
     print(f"train: {format_summary(metrics['train'])}")
+    suite = metrics.get("robustness", {})
+    for key, label in (("suite", "robustness suite"), ("held_out", "held-out variations")):
+        if key in suite:
+            part = suite[key]
+            print(f"{label}: mean circular MAE {part['mean_circular_mae']:.2f} deg, worst "
+                  f"{part['worst']} {part['worst_circular_mae']:.2f} deg, lowest within 5 deg "
+                  f"{part['min_within_5']:.1%}")
     print(f"run folder: {run_dir}")
 
 

@@ -66,13 +66,13 @@ RECIPES: dict[str, dict[str, Any]] = {
     "faces-compact": {"dataset": "olivetti", "lr": 3e-3, "lr_schedule": "cosine", "max_epochs": 20,
                       "angles_per_epoch": 20, "val_angles": 20, "patience": 100, "batch_size": 64,
                       "integer_angles": False, "eval_batch_size": 512, "train_eval_images": 224,
-                      "grid_images": 36,
+                      "grid_images": 36, "suite_angles": 20,
                       "model": {"backbone": "compact", "head": "bins", "input_mask": "circle",
                                 "mean": [0.0], "std": [OLIVETTI_PIXEL_MAX / 255]}},
     # The article's faces run: people 1-28 train, 29-40 test, batch 32, pixels scaled by
     # scikit-learn to [0, 1] (x / max), the faces network.
     "faces-published": {"dataset": "olivetti", "batch_size": 32, "eval_batch_size": 512,
-                        "train_eval_images": 224, "grid_images": 36,
+                        "train_eval_images": 224, "grid_images": 36, "suite_angles": 20,
                         "model": {"backbone": "seed_faces", "head": "softsign180",
                                   "mean": [0.0], "std": [OLIVETTI_PIXEL_MAX / 255]}},
 }
@@ -82,15 +82,15 @@ RECIPES: dict[str, dict[str, Any]] = {
 # digits turned by many means so that it reads the digit's shape rather than a trace of our
 # rotation (the protocol rotates about the article's centre (w/2, h/2), which moves the
 # digit's centre of mass by an angle-dependent fraction of a pixel). Every training digit is
-# shifted up to 2 px and scaled 0.85-1.15, rotated by one of four resamplers, sharpened or
-# softened, half of them blurred (sigma up to 1.2 px), gamma-jittered, given sensor noise,
-# quantised to 8 bits and a quarter of them JPEG-compressed; the input is auto-contrasted
-# (a polarity rule, then a p2-p98 stretch) in training, evaluation and correction alike, so
-# a dark digit on a light scan reads as MNIST.
+# shifted up to 3 px and scaled 0.8-1.2 (wider than the suite's pose), rotated by one of
+# four resamplers, sharpened or softened, half of them blurred (sigma up to 1.2 px),
+# gamma-jittered, given sensor noise, quantised to 8 bits and a quarter of them
+# JPEG-compressed; the input is auto-contrasted (a polarity rule, then a p2-p98 stretch) in
+# training, evaluation and correction alike, so a dark digit on a light scan reads as MNIST.
 # What each of these bought is in docs/robustness.md.
 RECIPES["mnist-robust"] = {**RECIPES["mnist-fast"], "max_time": 29 * 60.0, "angles_per_epoch": 4,
                            "train_resamplers": ["bilinear", "cubic", "nearest", "area"],
-                           "train_shift": 2.0, "train_scale": [0.85, 1.15],
+                           "train_shift": 3.0, "train_scale": [0.8, 1.2],
                            "train_sharpness": 0.5, "train_blur": 1.2, "train_gamma": 0.2,
                            "train_noise": 10.0,
                            "train_quantise": True, "train_jpeg": 0.25,

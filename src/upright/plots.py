@@ -184,6 +184,9 @@ def robustness_plot(run_dir: Path, out: Path) -> Path:
         ax.set_xlabel(label)
         ax.grid(alpha=0.3, axis="x")
     axes[0].set_xscale("log")
+    maes = [max(v["circular_mae"], 1e-3) for _, v, _ in rows]
+    # a decade at least, with room for the labels: nearly equal bars get sane ticks
+    axes[0].set_xlim(min(min(maes) / 2, max(maes) / 10), max(maes) * 3)
     axes[1].set_xlim(0, 1.15)
     axes[0].set_yticks(ys, [name for name, _, _ in rows])
     mean = suite.get("suite", {}).get("mean_circular_mae")

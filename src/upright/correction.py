@@ -155,6 +155,7 @@ def walk_inputs(paths: Sequence[str | Path], skip: Path | None = None
             # An output folder nested inside the input is not walked (earlier outputs).
             nested = skip if skip and skip != path.resolve() else None
             stack = [path]
+            walked: list[InputFile] = []
             while stack:
                 folder = stack.pop()
                 try:
@@ -164,13 +165,13 @@ def walk_inputs(paths: Sequence[str | Path], skip: Path | None = None
                                         f"{folder}: cannot list the folder ({exc.strerror or exc})"))
                     continue
                 for entry in entries:
-                    _visit(Path(entry.path), entry, path, nested, stack, found, notes)
+                    _visit(Path(entry.path), entry, path, nested, stack, walked, notes)
+            found.extend(sorted(walked, key=_sort_key))
         elif path.is_file():
             if not fileio.is_temp_name(path.name):
                 found.append(InputFile(path, Path(path.name)))
         else:
             raise FileNotFoundError(f"{shown(path)}: no such file or folder")
-    found.sort(key=_sort_key)
     notes.sort(key=lambda r: Path(r.file).parts)
     return found, notes
 

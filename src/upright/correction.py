@@ -152,8 +152,12 @@ def walk_inputs(paths: Sequence[str | Path], skip: Path | None = None
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            # An output folder nested inside the input is not walked (earlier outputs).
-            nested = skip if skip and skip != path.resolve() else None
+            # An output folder nested inside the input is not walked (earlier outputs). It is
+            # known by device and inode: resolving every folder of a deep tree costs n^2.
+            root = path.resolve()
+            nested = None
+            if skip and skip != root and skip.is_relative_to(root) and skip.is_dir():
+                nested = (skip.stat().st_dev, skip.stat().st_ino)
             stack = [path]
             walked: list[InputFile] = []
             while stack:
@@ -176,7 +180,7 @@ def walk_inputs(paths: Sequence[str | Path], skip: Path | None = None
     return found, notes
 
 
-def _visit(path: Path, entry: os.DirEntry, root: Path, nested: Path | None, stack: list[Path],
+def _visit(path: Path, entry: os.DirEntry, root: Path, nested: tuple[int, int] | None, stack: list[Path],
            found: list[InputFile], notes: list[Result]) -> None:
     suffix = path.suffix.lower()
     try:
@@ -190,7 +194,7 @@ def _visit(path: Path, entry: os.DirEntry, root: Path, nested: Path | None, stac
                     notes.append(Result(str(path), None, "failed", f"{path}: broken symbolic link"))
                 return
         if entry.is_dir(follow_symlinks=False):
-            if not (nested and path.resolve().is_relative_to(nested)):
+            if nested is None or (entry.stat().st_dev, entry.inode()) != nested:
                 stack.append(path)
         elif suffix in SKIPPED_SUFFIXES:
             notes.append(Result(str(path), None, "skipped", f"{path}: {SKIPPED_SUFFIXES[suffix]}"))

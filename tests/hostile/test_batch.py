@@ -131,3 +131,25 @@ def test_item4_a_cmyk_jpeg_is_predicted_like_its_rgb_twin_and_stays_cmyk(model, 
     assert abs(diff) < 3, rows
     with Image.open(out / "cmyk.jpg") as written:
         assert written.mode == "CMYK"
+
+
+class _FixedAngle:
+    """A real predictor that always answers one angle."""
+
+    def __init__(self, spec, angle):
+        self.spec, self.angle = spec, angle
+
+    def predict(self, batch):
+        return np.full(len(batch), self.angle)
+
+
+def test_item3_an_expanded_canvas_over_the_pixel_limit_fails_that_file_only(model, tmp_path):
+    line = np.full((1, 1_000_000), 255, np.uint8)
+    save_png(tmp_path / "in" / "line.png", line)
+    save_png(tmp_path / "in" / "ok.png")
+    predictor = _FixedAngle(load_predictor(model).spec, 45.0)
+    rows = correct_paths([tmp_path / "in"], predictor, tmp_path / "out", CorrectOptions(canvas="expand"))
+    by_name = {r.file.rsplit("/", 1)[-1]: r for r in rows}
+    assert by_name["line.png"].action == "failed" and "canvas would be" in by_name["line.png"].error
+    assert by_name["ok.png"].action == "rotated"
+    assert not (tmp_path / "out" / "line.png").exists()

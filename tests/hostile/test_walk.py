@@ -8,6 +8,22 @@ from hostile.helpers import correct, save_png, strict_json
 from upright.cli import main
 
 
+def _remove_deep(root):
+    """rm -r without recursion: shutil.rmtree (and pytest's clean-up of old temporary folders,
+    shared with every other test run on the machine) fail on a tree this deep."""
+    folders, stack = [], [str(root)]
+    while stack:
+        folder = stack.pop()
+        folders.append(folder)
+        for entry in os.scandir(folder):
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            else:
+                os.unlink(entry.path)
+    for folder in reversed(folders):
+        os.rmdir(folder)
+
+
 def test_item18_a_folder_tree_1100_levels_deep_is_walked_and_mirrored(model, tmp_path):
     deep = tmp_path / "in"
     deep.mkdir()
@@ -16,10 +32,14 @@ def test_item18_a_folder_tree_1100_levels_deep_is_walked_and_mirrored(model, tmp
         deep.mkdir()
     save_png(deep / "a.png")
     out = tmp_path / "out"
-    assert main(correct(tmp_path / "in", "--model", model, "-o", out)) == 0
-    [row] = strict_json(out / "angles.json")
-    assert row["action"] == "rotated"
-    assert (out / deep.relative_to(tmp_path / "in") / "a.png").is_file()
+    try:
+        assert main(correct(tmp_path / "in", "--model", model, "-o", out)) == 0
+        [row] = strict_json(out / "angles.json")
+        assert row["action"] == "rotated"
+        assert (out / deep.relative_to(tmp_path / "in") / "a.png").is_file()
+    finally:
+        _remove_deep(tmp_path / "in")
+        _remove_deep(out)
 
 
 def test_item18_links_to_folders_and_dangling_links_are_reported_not_skipped(model, tmp_path, capsys):

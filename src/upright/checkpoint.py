@@ -6,6 +6,7 @@ Loading reads JSON and raw tensors only; nothing is ever unpickled.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         raise ModelLoadError(f"{path}: missing (not an upright run or model folder)")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelLoadError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ModelLoadError(f"{path}: not an upright model config (format {FORMAT!r} expected)")
@@ -56,29 +57,89 @@ def read_config(folder: str | Path) -> dict[str, Any]:
 
 def model_folder(path: str | Path) -> Path:
     """Accept a run/model folder, a path to one of its two files, or a shipped model's name
-    (``mnist``, ``faces``) when no such path exists."""
+    (``mnist``, ``faces``). A path that is not a model folder (a folder of photos that
+    happens to be called ``mnist``) falls back to the shipped model of that name."""
     from upright.shipped import SHIPPED_MODELS, shipped_model
 
     path = Path(path)
     if path.is_file() and path.name in (WEIGHTS_FILE, CONFIG_FILE):
         return path.parent
-    if not path.exists():
-        shipped = shipped_model(str(path))
-        if shipped is not None:
-            return shipped
-        names = ", ".join(SHIPPED_MODELS)
-        raise ModelLoadError(f"{path}: no such model folder (nor a shipped model: {names})")
-    return path
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        return path
+    shipped = shipped_model(str(path))
+    if shipped is not None:
+        return shipped
+    names = ", ".join(SHIPPED_MODELS)
+    if path.exists():
+        raise ModelLoadError(f"{path}: not a model folder (no {CONFIG_FILE}), nor a shipped model "
+                             f"({names})")
+    raise ModelLoadError(f"{path}: no such model folder (nor a shipped model: {names})")
+
+
+# Bounds checked before anything is allocated: a config is input, and a hostile one could
+# ask for a 10^9-pixel input or a billion bins.
+MAX_INPUT_SIDE = 4096
+MAX_CHANNELS = 4
+MAX_OPTION_INT = 100_000
+
+
+def _positive_int(value: Any, name: str, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise ValueError(f"{name} must be an integer from 1 to {high}, got {value!r}")
+    return value
+
+
+def check_spec(data: Any) -> ModelSpec:
+    """A ModelSpec from a config's "model" entry, every field checked; ValueError says which."""
+    if not isinstance(data, dict):
+        raise ValueError(f'"model" must be an object, got {type(data).__name__}')
+    channels = _positive_int(data.get("channels", 1), "channels", MAX_CHANNELS)
+    _positive_int(data.get("height", 28), "height", MAX_INPUT_SIDE)
+    _positive_int(data.get("width", 28), "width", MAX_INPUT_SIDE)
+    for key in ("backbone", "head", "input_mask", "aspect", "levels"):
+        if key in data and not isinstance(data[key], str):
+            raise ValueError(f"{key} must be a name, got {data[key]!r}")
+    for key in ("mean", "std"):
+        values = data.get(key, [0.0] if key == "mean" else [1.0])
+        if (not isinstance(values, list) or len(values) != channels
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+            raise ValueError(f"{key} must be a list of {channels} numbers (one per channel), "
+                             f"got {values!r}")
+        if not all(math.isfinite(v) for v in values) or (key == "std" and 0 in values):
+            raise ValueError(f"{key} must be finite{' and not zero' if key == 'std' else ''}, "
+                             f"got {values}")
+    blur = data.get("input_blur", 0.0)
+    if isinstance(blur, bool) or not isinstance(blur, (int, float)) or not math.isfinite(blur):
+        raise ValueError(f"input_blur must be a number, got {blur!r}")
+    for key in ("backbone_options", "head_options"):
+        options = data.get(key, {})
+        if not isinstance(options, dict):
+            raise ValueError(f"{key} must be an object, got {options!r}")
+        for name, value in options.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{key}.{name} must be finite, got {value}")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_OPTION_INT:
+                raise ValueError(f"{key}.{name} is absurd: {value}")
+    bins = data.get("head_options", {}).get("bins")
+    if data.get("head") == "bins" and bins is not None:
+        _positive_int(bins, "head_options.bins", MAX_OPTION_INT)
+        if bins < 2:
+            raise ValueError(f"head_options.bins must be 2 or more, got {bins}")
+    return ModelSpec.from_dict(data)
 
 
 def load(path: str | Path) -> tuple[AngleModel, dict[str, Any]]:
-    """Rebuild a model (in eval mode) and its config from a folder written by ``save``."""
+    """Rebuild a model (in eval mode) and its config from a folder written by ``save``.
+    Every problem is one ModelLoadError that names the file, raised before any work."""
     folder = model_folder(path)
     config = read_config(folder)
     try:
-        model = AngleModel(ModelSpec.from_dict(config["model"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelLoadError(f"{folder / CONFIG_FILE}: cannot build the model ({exc})") from exc
+        model = AngleModel(check_spec(config.get("model")))
+    # A constructor's own complaint about an option (a wrong name, a shape that does not
+    # work out): still one line naming the file.
+    except (KeyError, TypeError, ValueError, RuntimeError, ArithmeticError, IndexError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{folder / CONFIG_FILE}: cannot build the model ({text})") from exc
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelLoadError(f"{weights}: missing")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -28,6 +30,35 @@ def parse_duration(text: str) -> float:
     if not parts or "".join(n + u for n, u in parts) != text:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 90, 90s, 10m or 1h)")
     return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def _bounded(kind, low: float, high: float | None = None):
+    """An argparse type: ``kind`` (int or float) in [low, high], finite; the error names the
+    bound (argparse adds the flag)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: "
+                                             f"{text!r}") from None
+        if not math.isfinite(value) or value < low or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range ({span})")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+positive_int = _bounded(int, 1)
+
+
+def fill_colour(text: str) -> tuple[int, int, int]:
+    from upright.correction import parse_fill
+
+    try:
+        return parse_fill(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -87,7 +118,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
                         "(negatives inverted) or autocontrast (and stretched)")
     p.add_argument("--suite-angles", type=int,
                    help="protocol angles per test image in the robustness suite (default 2)")
-    p.add_argument("--image-size", type=int, help="folder datasets: model input size (default 64)")
+    p.add_argument("--image-size", type=_bounded(int, 8, 1024),
+                   help="folder datasets: model input size (default 64)")
     p.add_argument("--aspect", choices=["crop", "pad"], help="folder datasets: centre-crop or pad")
     p.add_argument("--colour", choices=["grey", "rgb"], help="folder datasets: colour mode")
     p.add_argument("--exclude", type=int, nargs="*", dest="excluded_groups",
@@ -99,8 +131,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-angles", type=int)
     p.add_argument("--train-eval-images", type=int,
                    help="training images (at --test-angles each) for the train metrics")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--eval-batch-size", type=int,
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--eval-batch-size", type=positive_int,
                    help="images per validation and test batch (memory, not results)")
     p.add_argument("--lr", type=float)
     p.add_argument("--max-epochs", type=int)
@@ -190,11 +222,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM too: stop, write the report of what was done
+
+
 def cmd_correct(args: argparse.Namespace) -> int:
-    from upright.correction import REPORT_CSV, CorrectOptions, correct_paths, parse_fill
+    from upright.correction import CorrectOptions, correct_paths
+    from upright.names import shown
     from upright.predictors import load_predictor
 
-    options = CorrectOptions(canvas=args.canvas, fill=parse_fill(args.fill), threshold=args.threshold,
+    options = CorrectOptions(canvas=args.canvas, fill=args.fill, threshold=args.threshold,
                              dry_run=args.dry_run, overwrite=args.overwrite,
                              allow_input_folder=args.allow_input_folder,
                              jpeg_quality=args.jpeg_quality, batch_size=args.batch_size,
@@ -202,17 +239,27 @@ def cmd_correct(args: argparse.Namespace) -> int:
     if args.output is None and not args.dry_run:
         raise ValueError("-o/--output is required (or use --dry-run)")
     predictor = load_predictor(args.model, args.runtime, tta=args.tta)  # before any work
-    results = correct_paths(args.paths, predictor, args.output, options, progress=not args.no_progress)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        results = correct_paths(args.paths, predictor, args.output, options,
+                                progress=not args.no_progress)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     failed = [r for r in results if r.action == "failed"]
+    # Names are escaped (shown): a newline in a file name cannot forge a line here.
     for r in failed:
-        print(f"error: {r.error}", file=sys.stderr)
+        print(f"error: {shown(r.error)}", file=sys.stderr)
+    for r in results:
+        if r.action == "skipped":
+            print(f"skipped: {shown(r.error)}", file=sys.stderr)
     if args.dry_run:
         for r in results:
-            if r.action != "failed":
-                print(f"{r.angle:8.2f}  {r.file}")
-    counts = {a: sum(r.action == a for r in results) for a in ("rotated", "unchanged", "predicted")}
+            if r.action == "predicted":
+                print(f"{r.angle:8.2f}  {shown(r.file)}")
+    counts = {a: sum(r.action == a for r in results) for a in ("rotated", "unchanged", "predicted",
+                                                               "skipped")}
     summary = ", ".join(f"{n} {a}" for a, n in counts.items() if n)
-    where = f"; report: {Path(args.output) / REPORT_CSV}" if args.output else ""
+    where = f"; report: {shown(results.report)}" if results.report else ""
     print(f"{summary or '0 corrected'}, {len(failed)} failed{where}")
     return 1 if failed else 0
 
@@ -290,17 +337,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--canvas", default="same", choices=["same", "expand", "crop"],
                    help="same: input size; expand: whole image fits; crop: largest upright "
                         "rectangle without fill")
-    p.add_argument("--fill", default="black", help="corner colour: black, white, 128, #rrggbb, r,g,b")
-    p.add_argument("--threshold", type=float, default=0.0,
+    p.add_argument("--fill", default=(0, 0, 0), type=fill_colour,
+                   help="corner colour: black, white, 128, #rrggbb, r,g,b")
+    p.add_argument("--threshold", type=_bounded(float, 0.0), default=0.0,
                    help="copy images with |predicted angle| below this many degrees unchanged")
     p.add_argument("--dry-run", action="store_true", help="only predict and report")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--allow-input-folder", action="store_true",
                    help="allow the output folder inside an input folder")
-    p.add_argument("--jpeg-quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    p.add_argument("--jpeg-quality", type=_bounded(int, 1, 100), default=95,
+                   help="JPEG/WebP quality, 1 to 100 (default 95)")
     p.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int,
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--workers", type=_bounded(int, 1, 256),
                    help="decode/encode threads (default: the CPU count plus one)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_correct)
@@ -337,9 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     # RunFolderError (plots) is a FileNotFoundError.
-    except (DataUnavailableError, ModelLoadError, ImageFileError, FileNotFoundError,
-            FileExistsError, ValueError) as exc:
-        print(f"upright: error: {exc}", file=sys.stderr)
+    except (DataUnavailableError, ModelLoadError, ImageFileError, OSError, ValueError) as exc:
+        from upright.names import shown
+
+        print(f"upright: error: {shown(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("upright: interrupted", file=sys.stderr)

@@ -13,9 +13,12 @@ import csv
 import io
 import os
 import shutil
+import struct
+import tempfile
+import zlib
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,19 +26,40 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from upright import fileio
-from upright.geometry import CANVAS_MODES, rotate_image
-from upright.imagefiles import SUFFIXES, DecodedImage, ImageFileError, encode_image, read_image
+from upright.geometry import CANVAS_MODES, rotate_image, rotation_matrix
+from upright.imagefiles import (
+    MAX_PIXELS,
+    SKIPPED_SUFFIXES,
+    SUFFIXES,
+    DecodedImage,
+    ImageFileError,
+    encode_image,
+    read_image,
+)
 from upright.models.model import ModelSpec
+from upright.names import csv_cell, shown
 from upright.predictors import Predictor
 
 REPORT_CSV = "angles.csv"
 REPORT_JSON = "angles.json"
 
+# What the libraries raise on one bad file (or one the machine cannot hold): that file's
+# row, and the batch goes on. Anything else is a bug in upright and stops the batch.
+FILE_ERRORS = (OSError, ValueError, ArithmeticError, MemoryError, EOFError, SyntaxError,
+               struct.error, zlib.error, cv2.error, Image.DecompressionBombError)
+
+
 class OutputLocationError(ValueError):
-    """The output folder would write into an input folder without permission."""
+    """The output folder would write into an input folder without permission, or cannot be
+    written at all."""
+
+
+class InputError(ValueError):
+    """The inputs cannot be corrected as given (a file twice, two files onto one output)."""
 
 
 @dataclass
@@ -48,9 +72,15 @@ class InputFile:
 class Result:
     file: str
     angle: float | None
-    action: str  # rotated | unchanged | predicted | failed
+    action: str  # rotated | unchanged | predicted | failed | skipped
     error: str = ""
     output: str = ""
+
+
+class Results(list):
+    """The rows of a correction, in input order, and where their report was written."""
+
+    report: Path | None = None
 
 
 @dataclass
@@ -96,7 +126,7 @@ def parse_fill(text: str) -> tuple[int, int, int]:
         if text.startswith("#") and len(text) == 7:
             return tuple(int(text[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
         parts = [int(float(p)) for p in text.split(",")]
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: inf
         parts = []
     if len(parts) == 1:
         parts *= 3
@@ -105,26 +135,99 @@ def parse_fill(text: str) -> tuple[int, int, int]:
     return tuple(parts)  # type: ignore[return-value]
 
 
-def find_inputs(paths: Sequence[str | Path], skip: Path | None = None) -> list[InputFile]:
-    """Files as given, and image files under folders (recursively, sorted), skipping ``skip``."""
+def _sort_key(item: InputFile) -> tuple[str, ...]:
+    return item.path.parts
+
+
+def walk_inputs(paths: Sequence[str | Path], skip: Path | None = None
+                ) -> tuple[list[InputFile], list[Result]]:
+    """Files as given, and image files under folders (sorted), skipping ``skip``; plus a row
+    for each thing found but not corrected (links to folders, broken links, GIFs).
+
+    The walk keeps its own stack: a folder tree thousands of levels deep is walked, not a
+    RecursionError. Symbolic links to folders are not followed (they can loop)."""
     found: list[InputFile] = []
+    notes: list[Result] = []
     skip = skip.resolve() if skip else None
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            # An output folder nested inside the input is not walked (earlier outputs).
-            nested = skip if skip and skip != path.resolve() else None
-            for file in sorted(path.rglob("*")):
-                if not file.is_file() or file.suffix.lower() not in SUFFIXES:
+            # An output folder nested inside the input is not walked (earlier outputs). It is
+            # known by device and inode: resolving every folder of a deep tree costs n^2.
+            root = path.resolve()
+            nested = None
+            if skip and skip != root and skip.is_relative_to(root) and skip.is_dir():
+                nested = (skip.stat().st_dev, skip.stat().st_ino)
+            stack = [path]
+            walked: list[InputFile] = []
+            while stack:
+                folder = stack.pop()
+                try:
+                    entries = list(os.scandir(folder))
+                except OSError as exc:
+                    notes.append(Result(str(folder), None, "failed",
+                                        f"{folder}: cannot list the folder ({exc.strerror or exc})"))
                     continue
-                if nested and file.resolve().is_relative_to(nested):
-                    continue
-                found.append(InputFile(file, file.relative_to(path)))
+                for entry in entries:
+                    _visit(Path(entry.path), entry, path, nested, stack, walked, notes)
+            found.extend(sorted(walked, key=_sort_key))
         elif path.is_file():
-            found.append(InputFile(path, Path(path.name)))
+            if not fileio.is_temp_name(path.name):
+                found.append(InputFile(path, Path(path.name)))
         else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
-    return found
+            raise FileNotFoundError(f"{shown(path)}: no such file or folder")
+    notes.sort(key=lambda r: Path(r.file).parts)
+    return found, notes
+
+
+def _visit(path: Path, entry: os.DirEntry, root: Path, nested: tuple[int, int] | None, stack: list[Path],
+           found: list[InputFile], notes: list[Result]) -> None:
+    suffix = path.suffix.lower()
+    try:
+        if entry.is_symlink():
+            if entry.is_dir():
+                notes.append(Result(str(path), None, "skipped",
+                                    f"{path}: symbolic link to a folder, not followed"))
+                return
+            if not path.exists():
+                if suffix in SUFFIXES:
+                    notes.append(Result(str(path), None, "failed", f"{path}: broken symbolic link"))
+                return
+        if entry.is_dir(follow_symlinks=False):
+            if nested is None or (entry.stat().st_dev, entry.inode()) != nested:
+                stack.append(path)
+        elif suffix in SKIPPED_SUFFIXES:
+            notes.append(Result(str(path), None, "skipped", f"{path}: {SKIPPED_SUFFIXES[suffix]}"))
+        elif suffix in SUFFIXES and entry.is_file() and not fileio.is_temp_name(path.name):
+            found.append(InputFile(path, path.relative_to(root)))
+    except OSError as exc:
+        notes.append(Result(str(path), None, "failed", f"{path}: {exc.strerror or exc}"))
+
+
+def find_inputs(paths: Sequence[str | Path], skip: Path | None = None) -> list[InputFile]:
+    """Files as given, and image files under folders (recursively, sorted), skipping ``skip``."""
+    return walk_inputs(paths, skip)[0]
+
+
+def check_inputs(files: Sequence[InputFile], outdir: Path | None) -> None:
+    """Refuse, before any work, a file reached twice (given twice, or as a file and inside a
+    folder) and two inputs that would be written to one output name."""
+    seen: dict[Path, Path] = {}
+    targets: dict[Path, Path] = {}
+    for item in files:
+        # The folder resolved, the name not: a link to a file is an input of its own.
+        key = Path(os.path.realpath(item.path.parent)) / item.path.name
+        if key in seen:
+            raise InputError(f"{shown(item.path)}: given twice (also as {shown(seen[key])}); "
+                             "name each file once")
+        seen[key] = item.path
+        if outdir is not None:
+            if item.relative in targets:
+                raise InputError(
+                    f"{shown(outdir / item.relative)}: both {shown(targets[item.relative])} and "
+                    f"{shown(item.path)} would be written there; correct them into separate "
+                    "output folders")
+            targets[item.relative] = item.path
 
 
 def check_output_location(paths: Sequence[str | Path], outdir: Path, allowed: bool) -> None:
@@ -136,30 +239,56 @@ def check_output_location(paths: Sequence[str | Path], outdir: Path, allowed: bo
         inside = out.is_relative_to(folder) if path.is_dir() else out == folder
         if inside and not allowed:
             raise OutputLocationError(
-                f"{outdir}: is inside the input folder {folder}; pass --allow-input-folder "
-                "to write there (inputs are still never overwritten)")
+                f"{shown(outdir)}: is inside the input folder {shown(folder)}; pass "
+                "--allow-input-folder to write there (inputs are still never overwritten)")
 
 
-def model_input(pixels: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """Prepare decoded pixels like the training images: (C, H, W) float32 in [0, 1]."""
+def check_writable(outdir: Path) -> None:
+    """Make the output folder and prove a file can be made there, before any work."""
+    try:
+        fileio.make_dirs(outdir)
+        fd, name = tempfile.mkstemp(prefix=fileio.TEMP_PREFIX, suffix=fileio.TEMP_SUFFIX, dir=outdir)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise OutputLocationError(f"{shown(outdir)}: cannot write there ({exc.strerror or exc})") from exc
+
+
+def model_input(pixels: np.ndarray, spec: ModelSpec, mode: str | None = None) -> np.ndarray:
+    """Prepare decoded pixels like the training images: (C, H, W) float32 in [0, 1].
+
+    ``mode``: the decoded image's mode; CMYK pixels are turned into RGB (as ink on white)
+    before the model sees them, not read as R, G, B and alpha."""
     x = pixels
-    if x.ndim == 3 and x.shape[2] in (2, 4):  # drop alpha
+    cmyk = mode == "CMYK" and x.ndim == 3 and x.shape[2] == 4
+    if not cmyk and x.ndim == 3 and x.shape[2] in (2, 4):  # drop alpha
         x = x[:, :, : x.shape[2] - 1]
     if x.ndim == 3 and x.shape[2] == 1:
         x = x[:, :, 0]
     h, w = x.shape[:2]
-    if h != w:  # square it the way folder training does: centre crop or pad
-        side = min(h, w) if spec.aspect == "crop" else max(h, w)
-        if spec.aspect == "crop":
-            top, left = (h - side) // 2, (w - side) // 2
-            x = x[top:top + side, left:left + side]
-        else:
-            pad = [((side - h) // 2, side - h - (side - h) // 2),
-                   ((side - w) // 2, side - w - (side - w) // 2)] + [(0, 0)] * (x.ndim - 2)
-            x = np.pad(x, pad)
-    # Shrink before anything else: a 24-megapixel photo becomes a thumbnail first.
-    interp = cv2.INTER_AREA if x.shape[0] > spec.height else cv2.INTER_LINEAR
-    x = cv2.resize(np.ascontiguousarray(x), (spec.width, spec.height), interpolation=interp)
+    if h != w and spec.aspect == "crop":  # square it the way folder training does
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        x = x[top:top + side, left:left + side]
+    elif h != w:
+        # Pad after shrinking, as folder training does (ImageOps.pad): padding a 40000x40
+        # strip first would allocate 40000x40000 pixels.
+        scale = min(spec.width / w, spec.height / h)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        x = cv2.resize(np.ascontiguousarray(x), size, interpolation=interp)
+        if x.ndim == 3 and x.shape[2] == 1:
+            x = x[:, :, 0]
+        top, left = (spec.height - size[1]) // 2, (spec.width - size[0]) // 2
+        pad = [(top, spec.height - size[1] - top), (left, spec.width - size[0] - left)]
+        x = np.pad(x, pad + [(0, 0)] * (x.ndim - 2))
+    if x.shape[:2] != (spec.height, spec.width):
+        # Shrink before anything else: a 24-megapixel photo becomes a thumbnail first.
+        interp = cv2.INTER_AREA if x.shape[0] > spec.height else cv2.INTER_LINEAR
+        x = cv2.resize(np.ascontiguousarray(x), (spec.width, spec.height), interpolation=interp)
+    if cmyk:
+        x = np.asarray(Image.frombytes("CMYK", (spec.width, spec.height),
+                                       np.ascontiguousarray(x).tobytes()).convert("RGB"))
     x = x.astype(np.float32) / (65535.0 if pixels.dtype == np.uint16 else 255.0)
     if spec.channels == 1 and x.ndim == 3:
         x = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)
@@ -193,25 +322,52 @@ class _Loaded:
     x: np.ndarray
 
 
+def failure_text(path: Path, exc: BaseException) -> str:
+    """One line that names the file and the problem."""
+    if isinstance(exc, ImageFileError):
+        return str(exc)  # already starts with the path
+    if isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else path
+        return f"{where}: {exc.strerror}"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    kind = "OpenCV" if isinstance(exc, cv2.error) else type(exc).__name__
+    return f"{path}: {kind}: {text}" if text else f"{path}: {kind}"
+
+
+def _check_canvas(decoded: DecodedImage, angle: float, canvas: str, path: Path) -> None:
+    height, width = decoded.pixels.shape[:2]
+    _, (out_w, out_h) = rotation_matrix(angle, width, height, canvas)
+    if out_w * out_h > MAX_PIXELS:
+        raise ImageFileError(f"{path}: the {canvas} canvas would be {out_w}x{out_h} pixels, over "
+                             f"the limit of {MAX_PIXELS:,}")
+
+
 def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str | Path | None,
-                  options: CorrectOptions | None = None, progress: bool = False) -> list[Result]:
-    """Correct every image under ``paths`` into ``outdir``; writes angles.csv and angles.json."""
+                  options: CorrectOptions | None = None, progress: bool = False) -> Results:
+    """Correct every image under ``paths`` into ``outdir``; writes angles.csv and angles.json
+    (numbered angles-2.csv ... when a report exists and ``options.overwrite`` is off).
+
+    A file that cannot be read, predicted, turned or written is a row; an error in upright
+    itself (or an interrupt) stops the batch after writing the report of the rows done."""
     options = options or CorrectOptions()
     if options.canvas not in CANVAS_MODES:
         raise ValueError(f"unknown canvas {options.canvas!r}; choose from {', '.join(CANVAS_MODES)}")
     if outdir is None and not options.dry_run:
         raise ValueError("an output folder is needed unless --dry-run")
     outdir = Path(outdir) if outdir is not None else None
-    if outdir is not None and not options.dry_run:
+    if outdir is not None:  # reports are written there in a dry run too
         check_output_location(paths, outdir, options.allow_input_folder)
-    files = find_inputs(paths, skip=outdir)
+    files, notes = walk_inputs(paths, skip=outdir)
+    check_inputs(files, None if options.dry_run else outdir)
+    if outdir is not None:
+        check_writable(outdir)
     inputs = {f.path.resolve() for f in files}
     results: list[Result | None] = [None] * len(files)
     spec = predictor.spec
 
     def load(index: int, item: InputFile) -> _Loaded:
         decoded = read_image(item.path)
-        return _Loaded(index, item, decoded, model_input(decoded.pixels, spec))
+        return _Loaded(index, item, decoded, model_input(decoded.pixels, spec, decoded.mode))
 
     def finish(loaded: _Loaded, angle: float) -> Result:
         src = loaded.item.path
@@ -222,73 +378,127 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
         try:
             if target.resolve() in inputs:
                 raise FileExistsError(f"{target}: is an input file; inputs are never overwritten")
-            if target.exists() and not options.overwrite:
-                raise FileExistsError(f"{target}: exists (use --overwrite to replace it)")
             if abs(angle) < options.threshold:
-                fileio.write_with(target, lambda tmp: shutil.copyfile(src, tmp))
+                fileio.write_with(target, lambda tmp: shutil.copyfile(src, tmp), options.overwrite)
                 return Result(str(src), angle, "unchanged", output=str(target))
+            _check_canvas(loaded.decoded, -angle, options.canvas, src)
             rotated = rotate_image(loaded.decoded.pixels, -angle, canvas=options.canvas,
                                    fill=_fill_for(loaded.decoded, options.fill))
             data = encode_image(loaded.decoded, rotated, options.jpeg_quality)
-            fileio.write_bytes(target, data)
+            del rotated
+            fileio.write_bytes(target, data, options.overwrite)
             return Result(str(src), angle, "rotated", output=str(target))
-        except (OSError, ValueError) as exc:
-            return Result(str(src), angle, "failed", str(exc).splitlines()[0])
+        except FILE_ERRORS as exc:
+            return Result(str(src), angle, "failed", failure_text(src, exc))
+
+    def done_rows() -> Results:
+        return Results([r for r in results if r is not None] + notes)
 
     window = max(2 * options.batch_size, 4)
     workers = options.workers or default_workers()
-    with _one_thread_per_task(), ThreadPoolExecutor(max_workers=workers) as pool, \
-            tqdm(total=len(files), desc="correct", unit="img", disable=not progress) as bar:
-        queue: deque[tuple[int, InputFile, Future]] = deque()
-        todo = iter(enumerate(files))
-        writes: list[Future] = []
+    writes: list[Future] = []
 
-        def top_up() -> None:
-            while len(queue) < window:
-                nxt = next(todo, None)
-                if nxt is None:
-                    return
-                queue.append((nxt[0], nxt[1], pool.submit(load, *nxt)))
+    def record(indexed: tuple[int, Result]) -> None:
+        results[indexed[0]] = indexed[1]
+        bar.update(1)
 
-        def flush(batch: list[_Loaded]) -> None:
-            nonlocal writes
-            angles = predictor.predict(np.stack([b.x for b in batch]))
-            for done in writes:  # the previous batch's writes: bounds memory to two batches
-                _record(done.result())
-            writes = [pool.submit(lambda b, a: (b.index, finish(b, a)), b, a)
-                      for b, a in zip(batch, angles, strict=True)]
-
-        def _record(indexed: tuple[int, Result]) -> None:
-            results[indexed[0]] = indexed[1]
-            bar.update(1)
-
-        top_up()
-        batch: list[_Loaded] = []
-        while queue:
-            index, item, future = queue.popleft()
-            top_up()
+    try:
+        with _one_thread_per_task(), ThreadPoolExecutor(max_workers=workers) as pool, \
+                tqdm(total=len(files), desc="correct", unit="img", disable=not progress) as bar:
             try:
-                batch.append(future.result())
-            except ImageFileError as exc:
-                _record((index, Result(str(item.path), None, "failed", str(exc))))
-            if len(batch) >= options.batch_size:
-                flush(batch)
-                batch = []
-        if batch:
-            flush(batch)
-        for done in writes:
-            _record(done.result())
-    final = [r for r in results if r is not None]
+                _run(files, pool, window, options.batch_size, load, finish, predictor, record, writes)
+            except BaseException as exc:
+                if isinstance(exc, Exception):  # a bug: files already predicted are still written
+                    wait(writes)
+                # Stop promptly: the rest of the queue is dropped, work under way finishes.
+                pool.shutdown(wait=True, cancel_futures=True)
+                for future in writes:
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        record(future.result())
+                raise
+    except BaseException:
+        if outdir is not None:
+            write_report(done_rows(), outdir, options.overwrite)
+        raise
+    final = done_rows()
     if outdir is not None:
-        write_report(final, outdir)
+        final.report = write_report(final, outdir, options.overwrite)
     return final
 
 
-def write_report(results: Sequence[Result], outdir: Path) -> None:
+def _run(files: Sequence[InputFile], pool: ThreadPoolExecutor, window: int, batch_size: int,
+         load, finish, predictor: Predictor, record, writes: list[Future]) -> None:
+    """Decode ahead in a bounded window, predict in batches, write the previous batch's files
+    while the next one decodes."""
+    queue: deque[tuple[int, InputFile, Future]] = deque()
+    todo = iter(enumerate(files))
+
+    def top_up() -> None:
+        while len(queue) < window:
+            nxt = next(todo, None)
+            if nxt is None:
+                return
+            queue.append((nxt[0], nxt[1], pool.submit(load, *nxt)))
+
+    def flush(batch: list[_Loaded]) -> None:
+        angles = predictor.predict(np.stack([b.x for b in batch]))
+        for done in writes:  # the previous batch's writes: bounds memory to two batches
+            record(done.result())
+        writes.clear()
+        for b, angle in zip(batch, angles, strict=True):
+            if not np.isfinite(angle):  # a broken model: no angle is better than a made-up one
+                record((b.index, Result(str(b.item.path), None, "failed",
+                                        f"{b.item.path}: the model gave no angle ({angle})")))
+                continue
+            writes.append(pool.submit(lambda b, a: (b.index, finish(b, a)), b, angle))
+
+    top_up()
+    batch: list[_Loaded] = []
+    while queue:
+        index, item, future = queue.popleft()
+        top_up()
+        try:
+            batch.append(future.result())
+        except FILE_ERRORS as exc:
+            record((index, Result(str(item.path), None, "failed", failure_text(item.path, exc))))
+        if len(batch) >= batch_size:
+            flush(batch)
+            batch = []
+    if batch:
+        flush(batch)
+    for done in writes:
+        record(done.result())
+    writes.clear()
+
+
+def _report_names(outdir: Path, overwrite: bool):
+    yield outdir / REPORT_CSV, outdir / REPORT_JSON
+    if overwrite:
+        return
+    stem_csv, stem_json = Path(REPORT_CSV).stem, Path(REPORT_JSON).stem
+    for n in range(2, 10_000):
+        yield outdir / f"{stem_csv}-{n}.csv", outdir / f"{stem_json}-{n}.json"
+
+
+def write_report(results: Sequence[Result], outdir: Path, overwrite: bool = True) -> Path:
+    """angles.csv and angles.json; without ``overwrite`` an earlier report is kept and this
+    one numbered (angles-2.csv, ...). Names are written as ``upright.names.shown`` gives
+    them, the same in both files; CSV text cells cannot start a spreadsheet formula."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["file", "angle", "action", "error"])
-    for r in results:
-        writer.writerow([r.file, "" if r.angle is None else f"{r.angle:.3f}", r.action, r.error])
-    fileio.write_text(outdir / REPORT_CSV, buffer.getvalue())
-    fileio.write_json(outdir / REPORT_JSON, [asdict(r) for r in results])
+    rows = [{**asdict(r), "file": shown(r.file), "error": shown(r.error), "output": shown(r.output)}
+            for r in results]
+    for r in rows:
+        writer.writerow([csv_cell(r["file"]), "" if r["angle"] is None else f"{r['angle']:.3f}",
+                         r["action"], csv_cell(r["error"])])
+    for csv_path, json_path in _report_names(outdir, overwrite):
+        if not overwrite and (csv_path.exists() or json_path.exists()):
+            continue
+        try:
+            fileio.write_text(csv_path, buffer.getvalue(), overwrite)
+            fileio.write_json(json_path, rows, overwrite, strict=True)
+        except FileExistsError:  # another process took the name meanwhile
+            continue
+        return csv_path
+    raise FileExistsError(f"{shown(outdir)}: no free report name left")

@@ -231,8 +231,6 @@ def rotate_image(
 ) -> np.ndarray:
     """Rotate a full-resolution (H, W) or (H, W, C) image counter-clockwise by ``angle_deg``
     about the named centre (``interpolation``: one of IMAGE_INTERPOLATIONS)."""
-    import cv2  # here, not at the top: 15 MB that training processes never need
-
     if interpolation not in IMAGE_INTERPOLATIONS:
         raise ValueError(f"unknown interpolation {interpolation!r}; choose from "
                          f"{', '.join(IMAGE_INTERPOLATIONS)}")
@@ -242,8 +240,56 @@ def rotate_image(
     fill_value = (fill,) * channels if np.isscalar(fill) else tuple(fill)
     if len(fill_value) < 4:
         fill_value = tuple(fill_value) + (0,) * (4 - len(fill_value))
-    rotated = cv2.warpAffine(image, matrix, size, flags=IMAGE_INTERPOLATIONS[interpolation],
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=fill_value)
+    flags = IMAGE_INTERPOLATIONS[interpolation]
+    if max(width, height, *size) < WARP_MAX_SIDE:
+        return _warp(image, matrix, size, flags, fill_value)
+    return _warp_tiled(image, matrix, size, flags, fill_value)
+
+
+# OpenCV's warpAffine (remap) refuses images with a side of 32767 pixels or more; beyond
+# that an image is turned tile by tile, each tile from the part of the image it shows.
+WARP_MAX_SIDE = 32767
+WARP_TILE = 4096
+
+
+def _warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], flags: int,
+          fill_value: tuple[float, ...]) -> np.ndarray:
+    import cv2  # here, not at the top: 15 MB that training processes never need
+
+    rotated = cv2.warpAffine(image, matrix, size, flags=flags, borderMode=cv2.BORDER_CONSTANT,
+                             borderValue=fill_value)
     if image.ndim == 3 and rotated.ndim == 2:  # OpenCV drops a single channel axis
         rotated = rotated[:, :, None]
     return rotated
+
+
+def _warp_tiled(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], flags: int,
+                fill_value: tuple[float, ...]) -> np.ndarray:
+    import cv2
+
+    height, width = image.shape[:2]
+    out = np.empty((size[1], size[0]) + image.shape[2:], image.dtype)
+    inverse = cv2.invertAffineTransform(matrix)
+    margin = 5  # interpolation taps beyond the tile's exact preimage (Lanczos: 4)
+    for top in range(0, size[1], WARP_TILE):
+        for left in range(0, size[0], WARP_TILE):
+            tile_h, tile_w = min(WARP_TILE, size[1] - top), min(WARP_TILE, size[0] - left)
+            corners = np.array([[left, top], [left + tile_w, top], [left, top + tile_h],
+                                [left + tile_w, top + tile_h]], np.float64)
+            src = corners @ inverse[:, :2].T + inverse[:, 2]
+            x0 = max(int(np.floor(src[:, 0].min())) - margin, 0)
+            x1 = min(int(np.ceil(src[:, 0].max())) + margin, width)
+            y0 = max(int(np.floor(src[:, 1].min())) - margin, 0)
+            y1 = min(int(np.ceil(src[:, 1].max())) + margin, height)
+            view = out[top:top + tile_h, left:left + tile_w]
+            if x0 >= x1 or y0 >= y1:  # the tile shows only fill
+                view[...] = np.asarray(fill_value[: 1 if image.ndim == 2 else image.shape[2]],
+                                       image.dtype).reshape((1, 1) + image.shape[2:])
+                continue
+            # The same turn, from the crop's coordinates to the tile's.
+            tile_matrix = matrix.copy()
+            tile_matrix[:, 2] += tile_matrix[:, :2] @ np.array([x0, y0], np.float64)
+            tile_matrix[:, 2] -= np.array([left, top], np.float64)
+            view[...] = _warp(np.ascontiguousarray(image[y0:y1, x0:x1]), tile_matrix,
+                              (tile_w, tile_h), flags, fill_value)
+    return out

@@ -19,6 +19,8 @@ from PIL import Image, ImageOps
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
+# Image files a folder walk lists as skipped rather than passing over in silence.
+SKIPPED_SUFFIXES = {".gif": "GIF is not supported (palette colours, often animated)"}
 MAX_PIXELS = 150_000_000  # beyond this, a file is treated as a decompression bomb
 EXIF_ORIENTATION = 0x0112
 
@@ -96,6 +98,10 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> DecodedImage:
                                      f"{max_pixels:,} (decompression bomb?)")
             if opened.format not in FORMATS:
                 raise ImageFileError(f"{path}: unsupported format {opened.format}")
+            frames = getattr(opened, "n_frames", 1)
+            if frames > 1:  # one turned frame would silently drop the others
+                raise ImageFileError(f"{path}: {frames} frames (multi-page or animated "
+                                     f"{opened.format}); only single-frame images are corrected")
             fast = _read_plain_jpeg(path, opened)
             if fast is not None:
                 return fast

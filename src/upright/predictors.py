@@ -55,7 +55,10 @@ class OnnxPredictor:
             raise checkpoint.ModelLoadError(
                 "the onnx runtime needs onnxruntime: pip install 'upright[onnx]'") from exc
         config = checkpoint.read_config(folder)
-        self.spec = ModelSpec.from_dict(config["model"])
+        try:
+            self.spec = checkpoint.check_spec(config.get("model"))
+        except (TypeError, ValueError) as exc:
+            raise checkpoint.ModelLoadError(f"{folder / checkpoint.CONFIG_FILE}: {exc}") from exc
         path = folder / ONNX_FILE
         if not path.is_file():
             raise checkpoint.ModelLoadError(f"{path}: missing (run `upright export {folder} "

@@ -1,0 +1,1 @@
+"""Correction under hostile input (issue 17): each test names the item it covers."""

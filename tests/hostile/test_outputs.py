@@ -1,0 +1,151 @@
+"""Outputs are never lost or clobbered (items 2, 11), follow the umask (8), need a writable
+folder (9) and may have names up to the 255-byte limit (10)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+import pytest
+
+from hostile.helpers import correct, digit, report_rows, save_png, strict_json
+from upright import fileio
+from upright.cli import main
+
+
+def test_item2_the_same_file_twice_or_a_file_and_its_folder_is_refused_up_front(model, tmp_path, capsys):
+    a = save_png(tmp_path / "in" / "a.png")
+    for args in ([a, a], [tmp_path / "in", a], [tmp_path / "in", tmp_path / "in" / ".." / "in"]):
+        out = tmp_path / "out"
+        assert main(correct(*args, "--model", model, "-o", out)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "given twice" in err[0]
+        assert not out.exists()
+
+
+def test_item2_two_inputs_onto_one_output_name_are_refused_up_front(model, tmp_path, capsys):
+    save_png(tmp_path / "one" / "a.png")
+    save_png(tmp_path / "two" / "a.png", digit(seed=3))
+    out = tmp_path / "out"
+    assert main(correct(tmp_path / "one", tmp_path / "two", "--model", model, "-o", out)) == 2
+    err = capsys.readouterr().err
+    assert "would be written there" in err and "one/a.png" in err and "two/a.png" in err
+    assert not out.exists()
+
+
+def test_item2_racing_writers_of_one_name_exactly_one_wins(tmp_path):
+    target = tmp_path / "out.png"
+    outcomes: list[str] = []
+    start = threading.Barrier(8)
+
+    def writer(n: int) -> None:
+        start.wait()
+        try:
+            fileio.write_bytes(target, f"writer {n}".encode(), overwrite=False)
+            outcomes.append(f"writer {n}")
+        except FileExistsError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [o for o in outcomes if o != "refused"]
+    assert len(winners) == 1 and len(outcomes) == 8
+    assert target.read_bytes().decode() == winners[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # no temporary left
+
+
+def test_item2_an_output_made_meanwhile_is_kept_and_reported(model, tmp_path):
+    save_png(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"someone else's file")
+    assert main(correct(tmp_path / "in", "--model", model, "-o", out)) == 1
+    assert (out / "a.png").read_bytes() == b"someone else's file"
+    [row] = strict_json(out / "angles.json")
+    assert row["action"] == "failed" and "exists" in row["error"] and "a.png" in row["error"]
+
+
+def test_item11_a_second_run_keeps_the_first_report_and_numbers_its_own(model, tmp_path, capsys):
+    save_png(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    assert main(correct(tmp_path / "in", "--model", model, "-o", out)) == 0
+    first = (out / "angles.csv").read_bytes()
+    assert main(correct(tmp_path / "in", "--model", model, "-o", out)) == 1
+    assert (out / "angles.csv").read_bytes() == first
+    assert "angles-2.csv" in capsys.readouterr().out
+    assert [r["action"] for r in report_rows(out, "angles-2")[1]] == ["failed"]
+    assert main(correct(tmp_path / "in", "--model", model, "-o", out, "--overwrite")) == 0
+    assert str(out / "angles.csv") in capsys.readouterr().out  # --overwrite: replaced in place
+    assert not (out / "angles-3.csv").exists()
+
+
+def test_item11_a_dry_run_still_keeps_its_report_out_of_the_input_folder(model, tmp_path, capsys):
+    save_png(tmp_path / "in" / "a.png")
+    assert main(correct(tmp_path / "in", "--model", model, "-o", tmp_path / "in" / "report",
+                        "--dry-run")) == 2
+    assert "--allow-input-folder" in capsys.readouterr().err
+    assert not (tmp_path / "in" / "report").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_item8_outputs_and_reports_follow_the_umask(model, tmp_path, umask):
+    save_png(tmp_path / "in" / "a.png")
+    save_png(tmp_path / "in" / "b.png", digit(seed=2))
+    out = tmp_path / "out"
+    old = os.umask(umask)
+    try:
+        assert main(correct(tmp_path / "in", "--model", model, "-o", out, "--threshold", "181")) == 0
+        save_png(tmp_path / "in2" / "c.png")
+        assert main(correct(tmp_path / "in2", "--model", model, "-o", out / "more")) == 0
+    finally:
+        os.umask(old)
+    for name in ("a.png", "b.png", "angles.csv", "angles.json", "more/c.png", "more/angles.json"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_item9_an_output_folder_that_cannot_be_made_fails_before_any_work(model, tmp_path, capsys):
+    save_png(tmp_path / "in" / "a.png")
+    (tmp_path / "taken").write_text("a file where the output folder should be")
+    assert main(correct(tmp_path / "in", "--model", model, "-o", tmp_path / "taken" / "out")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write there" in err[0] and "taken" in err[0]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_item9_a_read_only_output_folder_fails_before_any_work(model, tmp_path, capsys):
+    save_png(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        assert main(correct(tmp_path / "in", "--model", model, "-o", out)) == 2
+    finally:
+        out.chmod(0o755)
+    assert "cannot write there" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+
+
+def test_item9_a_subfolder_that_cannot_be_made_fails_that_file_only(model, tmp_path):
+    save_png(tmp_path / "in" / "sub" / "a.png")
+    save_png(tmp_path / "in" / "b.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").write_text("a file where a folder is needed")
+    assert main(correct(tmp_path / "in", "--model", model, "-o", out)) == 1
+    rows = {r["file"].rsplit("/in/", 1)[1]: r for r in strict_json(out / "angles.json")}
+    assert rows["b.png"]["action"] == "rotated"
+    assert rows["sub/a.png"]["action"] == "failed" and "sub" in rows["sub/a.png"]["error"]
+
+
+def test_item10_a_name_of_255_bytes_is_written(model, tmp_path):
+    name = "é" * 125 + "x.png"  # 250 + 5 = 255 bytes
+    assert len(name.encode()) == 255
+    save_png(tmp_path / "in" / name)
+    out = tmp_path / "out"
+    assert main(correct(tmp_path / "in", "--model", model, "-o", out)) == 0
+    assert (out / name).is_file()
+    assert [p.name for p in out.iterdir() if fileio.is_temp_name(p.name)] == []

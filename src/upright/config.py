@@ -44,10 +44,6 @@ class TrainConfig:
     train_noise: float = 0.0  # Gaussian noise, per-image sigma up to this, in grey levels
     train_jpeg: float = 0.0  # share of training images put through JPEG artefacts
     train_jpeg_quality: list[float] = field(default_factory=lambda: [30.0, 95.0])
-    # Weight of an auxiliary training loss: the source image's group (MNIST: its digit) told
-    # from the same turned image, so the features learn what the shape is, which settles
-    # which way up it stands (an upside-down 5 looks like a 2). Training only; 0: off.
-    aux_class_weight: float = 0.0
     # Folder sources only (``folder:PATH``): model input size, aspect policy, colour, test share
     image_size: int = 64
     aspect: str = "crop"  # "crop": centre-crop to a square; "pad": pad to a square with black

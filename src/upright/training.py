@@ -41,18 +41,15 @@ def augmentation(config: TrainConfig) -> Augmentation:
 class AngleModule(L.LightningModule):
     """Rotates each batch on the device, then fits the model's head loss."""
 
-    def __init__(self, model: AngleModel, config: TrainConfig, classes: int = 0) -> None:
+    def __init__(self, model: AngleModel, config: TrainConfig) -> None:
         super().__init__()
         self.model = model
         self.config = config
         self.augment = augmentation(config)
         self.samples_seen = 0
-        # The auxiliary class head (config.aux_class_weight): trained, never saved.
-        self.aux_head = (torch.nn.Linear(model.backbone.out_features, classes)
-                         if config.aux_class_weight > 0 and classes > 0 else None)
 
-    def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
-        images, angles = batch[0], batch[1]
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        images, angles = batch
         x = to_float_images(images)
         if stage == "train":  # augmentations for training only; validation is the protocol
             x = self.augment(x, angles, self.config.fill)
@@ -63,9 +60,6 @@ class AngleModule(L.LightningModule):
         if stage == "train":
             self.samples_seen += len(angles)
         loss = self.model.head.loss(raw, angles)
-        if stage == "train" and self.aux_head is not None and len(batch) > 2:
-            aux = torch.nn.functional.cross_entropy(self.aux_head(features), batch[2])
-            loss = loss + self.config.aux_class_weight * aux
         mae = circular_error(self.model.head.decode(raw.detach()), angles).mean()
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=len(angles))
@@ -128,10 +122,9 @@ class RotationDataModule(L.LightningDataModule):
                                                 config.val_angles, config.eval_seed + 1)
 
     def train_dataloader(self):
-        labels = self.splits.train.groups if self.config.aux_class_weight > 0 else None
         batches = TrainBatches(self.splits.train.images, self.config.batch_size,
                                self.config.angles_per_epoch, self.config.seed,
-                               self.config.integer_angles, labels=labels)
+                               self.config.integer_angles)
         return torch.utils.data.DataLoader(batches, batch_size=None)
 
     def val_dataloader(self):
@@ -194,7 +187,7 @@ def fit(model: AngleModel, splits: Splits, config: TrainConfig, run_dir: Path,
         log_every_n_steps=50,
         deterministic=False,
     )
-    module = AngleModule(model, config, classes=int(splits.train.groups.max()) + 1)
+    module = AngleModule(model, config)
     data = RotationDataModule(splits, config)
     started = time.perf_counter()
     trainer.fit(module, datamodule=data)

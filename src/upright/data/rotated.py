@@ -82,11 +82,9 @@ class TrainBatches(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, images: np.ndarray, batch_size: int, angles_per_epoch: int = 20,
-                 seed: int = 0, integer_angles: bool = True, labels: np.ndarray | None = None) -> None:
+                 seed: int = 0, integer_angles: bool = True) -> None:
         super().__init__()
         self.images = torch.from_numpy(np.ascontiguousarray(images))
-        # Per-image labels (the source's groups) yielded as a third element when given.
-        self.labels = None if labels is None else torch.from_numpy(np.asarray(labels, np.int64))
         self.batch_size = batch_size
         self.angles_per_epoch = angles_per_epoch
         self.seed = seed
@@ -107,8 +105,7 @@ class TrainBatches(torch.utils.data.IterableDataset):
             angles = torch.rand(n, generator=generator) * 360.0 - 180.0
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
-            batch = (self.images[idx], angles[start:start + self.batch_size])
-            yield batch if self.labels is None else (*batch, self.labels[idx])
+            yield self.images[idx], angles[start:start + self.batch_size]
 
 
 def to_float_images(images: torch.Tensor) -> torch.Tensor:

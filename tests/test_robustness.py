@@ -97,3 +97,16 @@ def test_unknown_variant_is_a_clear_error():
     items = protocol_set(_digits(1), np.arange(1), 1, seed=0)
     with pytest.raises(ValueError, match="unknown robustness variant 'fog'"):
         robustness.variant_set(items, "fog", seed=0)
+
+
+def test_robustness_lines_give_each_part_its_mean_and_worst():
+    from upright.evaluation import format_robustness
+
+    part = {"mean_circular_mae": 7.714, "worst": "pillow_bicubic", "worst_circular_mae": 9.13,
+            "min_within_5": 0.526}
+    lines = format_robustness({"robustness": {"suite": part, "held_out": {**part, "worst": "blur"}}})
+    assert lines == ["robustness suite: mean circular MAE 7.71 deg, worst pillow_bicubic 9.13 deg, "
+                     "lowest within 5 deg 52.6%",
+                     "held-out variations: mean circular MAE 7.71 deg, worst blur 9.13 deg, "
+                     "lowest within 5 deg 52.6%"]
+    assert format_robustness({"test": {}}) == []  # runs evaluated before the suite existed

@@ -181,17 +181,12 @@ def _command_line() -> str:
 
 
 def _print_metrics(metrics: dict[str, Any], run_dir: Path) -> None:
-    from upright.evaluation import format_summary
+    from upright.evaluation import format_robustness, format_summary
 
     print(f"test:  {format_summary(metrics['test'])}")
     print(f"train: {format_summary(metrics['train'])}")
-    suite = metrics.get("robustness", {})
-    for key, label in (("suite", "robustness suite"), ("held_out", "held-out variations")):
-        if key in suite:
-            part = suite[key]
-            print(f"{label}: mean circular MAE {part['mean_circular_mae']:.2f} deg, worst "
-                  f"{part['worst']} {part['worst_circular_mae']:.2f} deg, lowest within 5 deg "
-                  f"{part['min_within_5']:.1%}")
+    for line in format_robustness(metrics):
+        print(line)
     print(f"run folder: {run_dir}")
 
 

@@ -101,3 +101,16 @@ def format_summary(summary: dict[str, Any]) -> str:
     return (f"circular MAE {summary['circular_mae']:.2f} deg, linear MAE "
             f"{summary['linear_mae']:.2f}, median {summary['median_error']:.2f}, "
             f"within 5 deg {100 * summary['within_5']:.1f}% ({summary['count']:,} images)")
+
+
+def format_robustness(metrics: dict[str, Any]) -> list[str]:
+    """The robustness suite's and the held-out variations' mean and worst, a line each."""
+    lines = []
+    suite = metrics.get("robustness", {})
+    for key, label in (("suite", "robustness suite"), ("held_out", "held-out variations")):
+        if key in suite:
+            part = suite[key]
+            lines.append(f"{label}: mean circular MAE {part['mean_circular_mae']:.2f} deg, worst "
+                         f"{part['worst']} {part['worst_circular_mae']:.2f} deg, lowest within 5 "
+                         f"deg {part['min_within_5']:.1%}")
+    return lines

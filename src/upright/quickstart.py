@@ -11,7 +11,7 @@ from PIL import Image
 from upright.angles import circular_error
 from upright.correction import correct_paths
 from upright.data.rotated import protocol_angles
-from upright.evaluation import format_summary
+from upright.evaluation import format_robustness, format_summary
 from upright.experiments import make_config, prepare_data, train_run
 from upright.geometry import rotate_image
 from upright.predictors import load_predictor
@@ -32,6 +32,8 @@ def quickstart(runs_dir: Path, max_time: float, progress: bool = True) -> Path:
     metrics = train_run(config, run_dir, progress=progress)
     print(f"test:  {format_summary(metrics['test'])}")
     print(f"train: {format_summary(metrics['train'])}")
+    for line in format_robustness(metrics):
+        print(line)
 
     # Correct a few rotated test digits as real image files.
     _, splits = prepare_data(config)

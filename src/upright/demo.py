@@ -19,7 +19,7 @@ from upright.correction import CorrectOptions, correct_paths
 from upright.data.rotated import protocol_angles, protocol_set
 from upright.evaluation import format_summary, predict_set, summarise
 from upright.experiments import make_config, prepare_data
-from upright.geometry import rotate_image
+from upright.geometry import PROTOCOL_CENTRE, rotate_image
 from upright.plots import mosaic
 from upright.predictors import load_predictor
 
@@ -30,6 +30,7 @@ def demo(outdir: Path, model: str = "mnist", count: int = 64, seed: int = 0,
          progress: bool = True) -> dict:
     outdir = Path(outdir)
     _, config = checkpoint.load(checkpoint.model_folder(model))
+    suite = config.get("metrics", {}).get("robustness", {}).get("suite")
     dataset = config.get("data", {}).get("dataset", "mnist")
     _, splits = prepare_data(make_config(RECIPE_OF_DATASET.get(dataset, "mnist-published")))
     rng = np.random.default_rng(seed)
@@ -40,7 +41,8 @@ def demo(outdir: Path, model: str = "mnist", count: int = 64, seed: int = 0,
     names = []
     for pick, angle in zip(picks, angles, strict=True):
         name = f"test{splits.test.indices[pick]:05d}_rot{int(angle):+04d}.png"
-        Image.fromarray(rotate_image(splits.test.images[pick], float(angle))).save(rotated_dir / name)
+        turned = rotate_image(splits.test.images[pick], float(angle), centre=PROTOCOL_CENTRE)
+        Image.fromarray(turned).save(rotated_dir / name)
         names.append(name)
     predictor = load_predictor(model)
     results = correct_paths([rotated_dir], predictor, corrected_dir,
@@ -67,5 +69,9 @@ def demo(outdir: Path, model: str = "mnist", count: int = 64, seed: int = 0,
     print(f"before/after grid: {outdir / 'before_after.png'}")
     print(f"sample median error {metrics['sample_median_error']:.2f} deg; full test protocol: "
           f"{format_summary(metrics['test'])}")
+    if suite:
+        print(f"robustness suite (the model card's figures: test images turned by other means): "
+              f"mean circular MAE {suite['mean_circular_mae']:.2f} deg, worst {suite['worst']} "
+              f"{suite['worst_circular_mae']:.2f} deg")
     print(json.dumps(metrics["test"]))
     return metrics

@@ -150,10 +150,12 @@ def test_threshold_dry_run_overwrite_and_input_folder_rules(tiny_run, tmp_path):
                  "181", "--no-progress"]) == 0
     assert (out / "a.png").read_bytes() == (src / "a.png").read_bytes()
     assert json.loads((out / "angles.json").read_text())[0]["action"] == "unchanged"
-    # An existing output is not overwritten without --overwrite, nor is the earlier report:
-    # this run's report is numbered.
-    assert main(["correct", str(src), "--model", str(tiny_run), "-o", str(out), "--no-progress"]) == 1
-    assert "exists" in json.loads((out / "angles-2.json").read_text())[0]["error"]
+    # A rerun keeps an existing output (not decoded again) and the earlier report: this
+    # run's report is numbered.
+    before = (out / "a.png").stat().st_mtime_ns
+    assert main(["correct", str(src), "--model", str(tiny_run), "-o", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "angles-2.json").read_text())[0]["action"] == "kept"
+    assert (out / "a.png").stat().st_mtime_ns == before
     assert json.loads((out / "angles.json").read_text())[0]["action"] == "unchanged"
     assert main(["correct", str(src), "--model", str(tiny_run), "-o", str(out), "--overwrite",
                  "--no-progress"]) == 0

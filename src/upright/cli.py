@@ -252,7 +252,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
             if r.action == "predicted":
                 print(f"{r.angle:8.2f}  {shown(r.file)}")
     counts = {a: sum(r.action == a for r in results) for a in ("rotated", "unchanged", "predicted",
-                                                               "skipped")}
+                                                               "kept", "skipped")}
     summary = ", ".join(f"{n} {a}" for a, n in counts.items() if n)
     where = f"; report: {shown(results.report)}" if results.report else ""
     print(f"{summary or '0 corrected'}, {len(failed)} failed{where}")

@@ -72,7 +72,7 @@ class InputFile:
 class Result:
     file: str
     angle: float | None
-    action: str  # rotated | unchanged | predicted | failed | skipped
+    action: str  # rotated | unchanged | predicted | kept | failed | skipped
     error: str = ""
     output: str = ""
 
@@ -363,6 +363,14 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
         check_writable(outdir)
     inputs = {f.path.resolve() for f in files}
     results: list[Result | None] = [None] * len(files)
+    # A rerun: an output that already exists is kept without decoding its input again.
+    todo: list[tuple[int, InputFile]] = []
+    for index, item in enumerate(files):
+        target = None if options.dry_run or options.overwrite else outdir / item.relative
+        if target is not None and os.path.lexists(target):
+            results[index] = Result(str(item.path), None, "kept", output=str(target))
+        else:
+            todo.append((index, item))
     spec = predictor.spec
 
     def load(index: int, item: InputFile) -> _Loaded:
@@ -404,9 +412,10 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
 
     try:
         with _one_thread_per_task(), ThreadPoolExecutor(max_workers=workers) as pool, \
-                tqdm(total=len(files), desc="correct", unit="img", disable=not progress) as bar:
+                tqdm(total=len(files), initial=len(files) - len(todo), desc="correct", unit="img",
+                     disable=not progress) as bar:
             try:
-                _run(files, pool, window, options.batch_size, load, finish, predictor, record, writes)
+                _run(todo, pool, window, options.batch_size, load, finish, predictor, record, writes)
             except BaseException as exc:
                 if isinstance(exc, Exception):  # a bug: files already predicted are still written
                     wait(writes)
@@ -426,12 +435,12 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
     return final
 
 
-def _run(files: Sequence[InputFile], pool: ThreadPoolExecutor, window: int, batch_size: int,
+def _run(files: Sequence[tuple[int, InputFile]], pool: ThreadPoolExecutor, window: int, batch_size: int,
          load, finish, predictor: Predictor, record, writes: list[Future]) -> None:
     """Decode ahead in a bounded window, predict in batches, write the previous batch's files
     while the next one decodes."""
     queue: deque[tuple[int, InputFile, Future]] = deque()
-    todo = iter(enumerate(files))
+    todo = iter(files)
 
     def top_up() -> None:
         while len(queue) < window:

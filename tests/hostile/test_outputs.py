@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -58,15 +59,18 @@ def test_item2_racing_writers_of_one_name_exactly_one_wins(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # no temporary left
 
 
-def test_item2_an_output_made_meanwhile_is_kept_and_reported(model, tmp_path):
+def test_item14_an_existing_output_is_kept_without_decoding_its_input(model, tmp_path, capsys):
     save_png(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "b.png").write_bytes(b"not an image: decoding it would fail")
     out = tmp_path / "out"
     out.mkdir()
     (out / "a.png").write_bytes(b"someone else's file")
-    assert main(correct(tmp_path / "in", "--model", model, "-o", out)) == 1
+    (out / "b.png").write_bytes(b"an earlier run's output")
+    assert main(correct(tmp_path / "in", "--model", model, "-o", out)) == 0
     assert (out / "a.png").read_bytes() == b"someone else's file"
-    [row] = strict_json(out / "angles.json")
-    assert row["action"] == "failed" and "exists" in row["error"] and "a.png" in row["error"]
+    rows = strict_json(out / "angles.json")
+    assert [(r["action"], Path(r["output"]).name) for r in rows] == [("kept", "a.png"), ("kept", "b.png")]
+    assert "2 kept, 0 failed" in capsys.readouterr().out
 
 
 def test_item11_a_second_run_keeps_the_first_report_and_numbers_its_own(model, tmp_path, capsys):
@@ -74,10 +78,10 @@ def test_item11_a_second_run_keeps_the_first_report_and_numbers_its_own(model, t
     out = tmp_path / "out"
     assert main(correct(tmp_path / "in", "--model", model, "-o", out)) == 0
     first = (out / "angles.csv").read_bytes()
-    assert main(correct(tmp_path / "in", "--model", model, "-o", out)) == 1
+    assert main(correct(tmp_path / "in", "--model", model, "-o", out)) == 0
     assert (out / "angles.csv").read_bytes() == first
     assert "angles-2.csv" in capsys.readouterr().out
-    assert [r["action"] for r in report_rows(out, "angles-2")[1]] == ["failed"]
+    assert [r["action"] for r in report_rows(out, "angles-2")[1]] == ["kept"]
     assert main(correct(tmp_path / "in", "--model", model, "-o", out, "--overwrite")) == 0
     assert str(out / "angles.csv") in capsys.readouterr().out  # --overwrite: replaced in place
     assert not (out / "angles-3.csv").exists()

@@ -144,6 +144,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--devices", type=int, help="devices to train on (more than one: DDP)")
     p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS)
     p.add_argument("--name", help="run folder name (default: recipe and time)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run folder of that name")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-report", action="store_true", help="skip plots and report.html")
 
@@ -196,7 +198,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     run_dir = _run_dir(args)
     metrics = train_run(config, run_dir, progress=not args.no_progress, report=not args.no_report,
-                        command=_command_line())
+                        command=_command_line(), overwrite=args.overwrite)
     _print_metrics(metrics, run_dir)
     return 0
 

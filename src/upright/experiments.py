@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -157,25 +158,70 @@ def fit_input_format(config: TrainConfig, source: SourceData) -> None:
         config.model.std = [config.model.std[0]] * config.model.channels
 
 
+# A run folder holds one of these; a folder with none of them is not replaced by --overwrite.
+RUN_MARKERS = (CONFIG_FILE, "model.json", METRICS_FILE)
+MIN_SPLIT_IMAGES = 1  # each of train, validation and test needs at least this many sources
+
+
+class RunExistsError(ValueError):
+    """A run folder of that name is there already (and --overwrite was not given)."""
+
+
 def train_run(config: TrainConfig, run_dir: str | Path, progress: bool = True, report: bool = True,
-              command: str | None = None) -> dict[str, Any]:
+              command: str | None = None, overwrite: bool = True) -> dict[str, Any]:
     """Train a recipe into ``run_dir``, then evaluate it (and write its report unless told
-    not to); returns metrics.json's content."""
+    not to); returns metrics.json's content. Without ``overwrite`` an existing run folder is
+    an error; with it, the old run is removed first so nothing stale is left beside the new
+    one. A run that fails leaves no folder behind it made."""
     from upright.training import fit  # Lightning is slow to import: only when training
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    _claim_run_folder(run_dir, overwrite)
     source, splits = prepare_data(config)
+    _check_splits(config, splits)
     fit_input_format(config, source)
     del source  # the splits hold copies; the whole source would only add to peak memory
-    fileio.write_json(run_dir / CONFIG_FILE, config.to_dict())
-    torch.manual_seed(config.seed)
-    model = AngleModel(config.model)
-    training = fit(model, splits, config, run_dir, progress=progress)
-    info = {"data": _data_info(config, splits), "training": training,
-            "made_by": made_by(command)}
-    checkpoint.save(run_dir, model, info)
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fileio.write_json(run_dir / CONFIG_FILE, config.to_dict())
+        torch.manual_seed(config.seed)
+        model = AngleModel(config.model)
+        training = fit(model, splits, config, run_dir, progress=progress)
+        info = {"data": _data_info(config, splits), "training": training,
+                "made_by": made_by(command)}
+        checkpoint.save(run_dir, model, info)
+    except BaseException:
+        if created:  # nothing half-made: the folder this run made goes with it
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return evaluate_run(run_dir, model=model, splits=splits, progress=progress, report=report)
+
+
+def _claim_run_folder(run_dir: Path, overwrite: bool) -> None:
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise RunExistsError(f"{run_dir}: exists and is not a folder")
+    if not any(run_dir.iterdir()):
+        return
+    if not overwrite:
+        raise RunExistsError(f"{run_dir}: a run of that name exists; pass --overwrite to replace "
+                             "it or --name to choose another")
+    if not any((run_dir / marker).exists() for marker in RUN_MARKERS):
+        raise RunExistsError(f"{run_dir}: exists and is not a run folder; not replacing it")
+    shutil.rmtree(run_dir)
+
+
+def _check_splits(config: TrainConfig, splits: Splits) -> None:
+    """Too few images for a train, validation and test split: say so before any training."""
+    sizes = {"train": len(splits.train), "validation": len(splits.val), "test": len(splits.test)}
+    short = [name for name, n in sizes.items() if n < MIN_SPLIT_IMAGES]
+    if short:
+        total = sum(sizes.values())
+        raise ValueError(f"{config.dataset}: {total} usable image(s) give "
+                         + ", ".join(f"{n} {name}" for name, n in sizes.items())
+                         + f"; every split needs at least {MIN_SPLIT_IMAGES} (add images)")
 
 
 def made_by(command: str | None) -> dict[str, Any]:

@@ -1,0 +1,60 @@
+"""Training runs: too few images and an existing run name are clear errors, nothing
+half-made is left behind (item 17)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from upright.cli import main
+
+
+def _folder(path, count):
+    path.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 255, (24, 24), dtype=np.uint8)).save(path / f"img{i}.png")
+    return path
+
+
+def _train(folder, runs, *extra):
+    return main(["train", "--dataset", f"folder:{folder}", "--image-size", "16", "--max-epochs",
+                 "1", "--batch-size", "8", "--angles-per-epoch", "1", "--val-angles", "1",
+                 "--test-angles", "1", "--suite-angles", "1", "--runs-dir", str(runs),
+                 "--name", "r", "--no-progress", "--no-report", *extra])
+
+
+def test_item17_a_folder_of_two_images_is_one_line_and_makes_no_run(tmp_path, capsys):
+    folder = _folder(tmp_path / "two", 2)
+    assert _train(folder, tmp_path / "runs") == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "usable image(s)" in err and "Traceback" not in err
+    assert not (tmp_path / "runs" / "r").exists()
+
+
+def test_item17_an_existing_run_name_needs_overwrite_and_is_then_replaced_whole(tmp_path, capsys):
+    folder = _folder(tmp_path / "imgs", 12)
+    runs = tmp_path / "runs"
+    assert _train(folder, runs) == 0
+    stale = runs / "r" / "report.html"
+    stale.write_text("an old report")
+    first = (runs / "r" / "model.json").read_bytes()
+    capsys.readouterr()
+    assert _train(folder, runs) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (runs / "r" / "model.json").read_bytes() == first  # untouched
+    assert _train(folder, runs, "--overwrite") == 0
+    assert not stale.exists()  # the old run went as a whole: nothing stale beside the new one
+    assert json.loads((runs / "r" / "model.json").read_text())["made_by"]["command"]
+
+
+def test_item17_overwrite_never_removes_a_folder_that_is_not_a_run(tmp_path, capsys):
+    folder = _folder(tmp_path / "imgs", 12)
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    (tmp_path / "runs" / "r" / "thesis.tex").write_text("precious")
+    assert _train(folder, tmp_path / "runs", "--overwrite") == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert (tmp_path / "runs" / "r" / "thesis.tex").read_text() == "precious"

@@ -21,7 +21,7 @@ from upright import checkpoint, robustness
 from upright.cli import parse_duration
 from upright.data.rotated import RotatedSet, protocol_set
 from upright.demo import RECIPE_OF_DATASET
-from upright.evaluation import predict_set, summarise
+from upright.evaluation import predict_set, robustness_metrics, summarise
 from upright.experiments import RECIPES, make_config, prepare_data, train_run
 
 
@@ -57,9 +57,7 @@ def evaluate_model(folder: Path, every: int = 1) -> dict:
         out[key]["seconds"] = round(time.perf_counter() - started, 2)
     out["tta_cost_ratio"] = round(out["protocol_tta"]["seconds"] / out["protocol"]["seconds"], 2)
     items, seed = suite_items(config)
-    out["robustness"] = robustness.score(lambda made: predict_set(model, made, 512, prerotated=True),
-                                         items, seed)
-    out["robustness"]["protocol"] = summarise(predict_set(model, items, 512), items.angles)
+    out["robustness"] = robustness_metrics(model, items, seed, 512)
     return out
 
 

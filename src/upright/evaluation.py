@@ -96,6 +96,18 @@ def border_cue(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
             "mae_modulo_90": float(mod90.mean())}
 
 
+def robustness_metrics(model: AngleModel, items: RotatedSet, seed: int, batch_size: int,
+                       fill: float = 0.0, progress: bool = False) -> dict[str, Any]:
+    """The robustness suite on ``items`` (every variant, its mean and worst) and, under
+    "protocol", the same items turned by the protocol itself, for comparison."""
+    from upright import robustness
+
+    suite = robustness.score(lambda made: predict_set(model, made, batch_size, prerotated=True),
+                             items, seed, progress=progress)
+    suite["protocol"] = summarise(predict_set(model, items, batch_size, fill), items.angles)
+    return suite
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """One line a person can read."""
     return (f"circular MAE {summary['circular_mae']:.2f} deg, linear MAE "

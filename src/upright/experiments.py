@@ -24,7 +24,14 @@ from upright.data.rotated import (
     to_uint8_images,
 )
 from upright.data.source import SourceData, Splits, split_source
-from upright.evaluation import blank_content_set, border_cue, per_angle, predict_set, summarise
+from upright.evaluation import (
+    blank_content_set,
+    border_cue,
+    per_angle,
+    predict_set,
+    robustness_metrics,
+    summarise,
+)
 from upright.geometry import rotate_batch
 from upright.models.model import AngleModel, ModelSpec
 
@@ -284,9 +291,7 @@ def evaluate_run(run_dir: str | Path, model: AngleModel | None = None,
     fixed_pred = predict_set(model, fixed, bs, fill, desc="evaluate fixed angles" if progress else None)
     items = robustness.suite_items(splits.test.images, splits.test.indices, config.suite_angles,
                                    config.eval_seed)
-    suite = robustness.score(lambda made: predict_set(model, made, bs, prerotated=True), items,
-                             config.eval_seed, progress=progress)
-    suite["protocol"] = summarise(predict_set(model, items, bs, fill), items.angles)
+    suite = robustness_metrics(model, items, config.eval_seed, bs, fill, progress)
 
     metrics = {
         "test": summarise(test_pred, test_set.angles),

@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +225,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def cmd_correct(args: argparse.Namespace) -> int:
+    from PIL import Image
+
     from upright.correction import CorrectOptions, correct_paths
     from upright.names import shown
     from upright.predictors import load_predictor
@@ -232,10 +235,13 @@ def cmd_correct(args: argparse.Namespace) -> int:
                              dry_run=args.dry_run, overwrite=args.overwrite,
                              allow_input_folder=args.allow_input_folder,
                              jpeg_quality=args.jpeg_quality, batch_size=args.batch_size,
-                             workers=args.workers)
+                             workers=args.workers, memory_budget=args.memory_budget << 20)
     if args.output is None and not args.dry_run:
         raise ValueError("-o/--output is required (or use --dry-run)")
     predictor = load_predictor(args.model, args.runtime, tta=args.tta)  # before any work
+    # upright has its own pixel limit (imagefiles.MAX_PIXELS, a per-file error); Pillow's
+    # lower warning threshold would only print noise for every big photo.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         results = correct_paths(args.paths, predictor, args.output, options,
@@ -256,6 +262,9 @@ def cmd_correct(args: argparse.Namespace) -> int:
     counts = {a: sum(r.action == a for r in results) for a in ("rotated", "unchanged", "predicted",
                                                                "kept", "skipped")}
     summary = ", ".join(f"{n} {a}" for a, n in counts.items() if n)
+    if results.stale_removed:
+        print(f"removed {results.stale_removed} temporary file(s) an interrupted run left",
+              file=sys.stderr)
     where = f"; report: {shown(results.report)}" if results.report else ""
     print(f"{summary or '0 corrected'}, {len(failed)} failed{where}")
     return 1 if failed else 0
@@ -346,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JPEG/WebP quality, 1 to 100 (default 95)")
     p.add_argument("--runtime", default="torch", choices=["torch", "onnx"])
     p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--memory-budget", type=_bounded(int, 16, 1 << 20), default=512, metavar="MB",
+                   help="decoded image data in flight at once, in MiB (default 512); a bigger "
+                        "image is corrected alone")
     p.add_argument("--workers", type=_bounded(int, 1, 256),
                    help="decode/encode threads (default: the CPU count plus one)")
     p.add_argument("--no-progress", action="store_true")

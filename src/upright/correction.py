@@ -29,19 +29,22 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from upright import fileio
-from upright.geometry import CANVAS_MODES, rotate_image, rotation_matrix
+from upright import fileio, imagefiles
+from upright.geometry import CANVAS_MODES, rotate_image, rotate_image_strips, rotation_matrix
 from upright.imagefiles import (
+    CONVERTED_MODES,
     MAX_PIXELS,
     SKIPPED_SUFFIXES,
     SUFFIXES,
     DecodedImage,
     ImageFileError,
+    decoded_bytes,
     encode_image,
     read_image,
 )
 from upright.models.model import ModelSpec
 from upright.names import csv_cell, shown
+from upright.pngstream import write_png
 from upright.predictors import Predictor
 
 REPORT_CSV = "angles.csv"
@@ -78,9 +81,11 @@ class Result:
 
 
 class Results(list):
-    """The rows of a correction, in input order, and where their report was written."""
+    """The rows of a correction, in input order, where their report was written, and how
+    many temporary files of a killed earlier run were removed."""
 
     report: Path | None = None
+    stale_removed: int = 0
 
 
 @dataclass
@@ -94,6 +99,9 @@ class CorrectOptions:
     jpeg_quality: int = 95
     batch_size: int = 32
     workers: int | None = None  # decode/encode threads; None: one more than the CPU count
+    # Decoded bytes in flight (read, predicted, not yet written), counted twice for the
+    # turned copy; one image bigger than this is corrected alone.
+    memory_budget: int = 512 << 20
 
 
 def default_workers() -> int:
@@ -257,11 +265,11 @@ def check_writable(outdir: Path) -> None:
 def model_input(pixels: np.ndarray, spec: ModelSpec, mode: str | None = None) -> np.ndarray:
     """Prepare decoded pixels like the training images: (C, H, W) float32 in [0, 1].
 
-    ``mode``: the decoded image's mode; CMYK pixels are turned into RGB (as ink on white)
-    before the model sees them, not read as R, G, B and alpha."""
+    ``mode``: the decoded image's mode; CMYK, LAB and YCbCr pixels are turned into RGB by
+    Pillow before the model sees them, not read as R, G, B (and alpha)."""
     x = pixels
-    cmyk = mode == "CMYK" and x.ndim == 3 and x.shape[2] == 4
-    if not cmyk and x.ndim == 3 and x.shape[2] in (2, 4):  # drop alpha
+    converted = mode in CONVERTED_MODES and x.ndim == 3
+    if not converted and x.ndim == 3 and x.shape[2] in (2, 4):  # drop alpha
         x = x[:, :, : x.shape[2] - 1]
     if x.ndim == 3 and x.shape[2] == 1:
         x = x[:, :, 0]
@@ -286,8 +294,8 @@ def model_input(pixels: np.ndarray, spec: ModelSpec, mode: str | None = None) ->
         # Shrink before anything else: a 24-megapixel photo becomes a thumbnail first.
         interp = cv2.INTER_AREA if x.shape[0] > spec.height else cv2.INTER_LINEAR
         x = cv2.resize(np.ascontiguousarray(x), (spec.width, spec.height), interpolation=interp)
-    if cmyk:
-        x = np.asarray(Image.frombytes("CMYK", (spec.width, spec.height),
+    if converted:
+        x = np.asarray(Image.frombytes(mode, (spec.width, spec.height),
                                        np.ascontiguousarray(x).tobytes()).convert("RGB"))
     x = x.astype(np.float32) / (65535.0 if pixels.dtype == np.uint16 else 255.0)
     if spec.channels == 1 and x.ndim == 3:
@@ -303,10 +311,12 @@ def _fill_for(decoded: DecodedImage, fill: tuple[int, ...]) -> tuple[float, ...]
     scale = 257 if decoded.pixels.dtype == np.uint16 else 1
     pixels = decoded.pixels
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    if decoded.mode == "CMYK":
+    if decoded.mode == "CMYK":  # black as K alone, as printers want it
         c, m, y = (255 - v for v in fill)
         k = min(c, m, y)
         return (c - k, m - k, y - k, k)
+    if decoded.mode in CONVERTED_MODES:
+        return tuple(Image.new("RGB", (1, 1), tuple(fill[:3])).convert(decoded.mode).getpixel((0, 0)))
     if channels in (1, 2):
         grey = round(0.299 * fill[0] + 0.587 * fill[1] + 0.114 * fill[2]) * scale
         return (grey, 0) if channels == 2 else (grey,)  # fill is transparent where alpha exists
@@ -342,6 +352,34 @@ def _check_canvas(decoded: DecodedImage, angle: float, canvas: str, path: Path) 
                              f"the limit of {MAX_PIXELS:,}")
 
 
+def _streamed(decoded: DecodedImage) -> bool:
+    return (decoded.format == "PNG" and decoded.pixels.nbytes >= imagefiles.BIG_BYTES
+            and decoded.mode in ("L", "LA", "RGB", "RGBA", "RGB;16", "I;16"))
+
+
+def _write_png_file(path: Path, size: tuple[int, int], strips, decoded: DecodedImage) -> None:
+    with open(path, "wb") as out:
+        write_png(out, size, strips, decoded.metadata)
+
+
+class _Budget:
+    """Bytes held by the images between decoding and writing (the main thread's books):
+    the decode window grows while they fit, and one image alone is always let in."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used, self.held = limit, 0, {}
+
+    def admits(self, cost: int) -> bool:
+        return self.used == 0 or self.used + cost <= self.limit
+
+    def take(self, index: int, cost: int) -> None:
+        self.held[index] = cost
+        self.used += cost
+
+    def release(self, index: int) -> None:
+        self.used -= self.held.pop(index, 0)
+
+
 def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str | Path | None,
                   options: CorrectOptions | None = None, progress: bool = False) -> Results:
     """Correct every image under ``paths`` into ``outdir``; writes angles.csv and angles.json
@@ -362,6 +400,11 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
     if outdir is not None:
         check_writable(outdir)
     inputs = {f.path.resolve() for f in files}
+    stale = 0
+    if outdir is not None and not options.dry_run:
+        # Temporary files a killed run left where this one writes (live ones are locked).
+        for folder in sorted({(outdir / f.relative).parent for f in files} | {outdir}):
+            stale += fileio.remove_stale_temps(folder)
     results: list[Result | None] = [None] * len(files)
     # A rerun: an output that already exists is kept without decoding its input again.
     todo: list[tuple[int, InputFile]] = []
@@ -390,9 +433,14 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
                 fileio.write_with(target, lambda tmp: shutil.copyfile(src, tmp), options.overwrite)
                 return Result(str(src), angle, "unchanged", output=str(target))
             _check_canvas(loaded.decoded, -angle, options.canvas, src)
-            rotated = rotate_image(loaded.decoded.pixels, -angle, canvas=options.canvas,
-                                   fill=_fill_for(loaded.decoded, options.fill))
-            data = encode_image(loaded.decoded, rotated, options.jpeg_quality)
+            decoded, fill = loaded.decoded, _fill_for(loaded.decoded, options.fill)
+            if _streamed(decoded):  # never a second full-size image in memory
+                size, strips = rotate_image_strips(decoded.pixels, -angle, options.canvas, fill)
+                fileio.write_with(target, lambda tmp: _write_png_file(tmp, size, strips, decoded),
+                                  options.overwrite)
+                return Result(str(src), angle, "rotated", output=str(target))
+            rotated = rotate_image(decoded.pixels, -angle, canvas=options.canvas, fill=fill)
+            data = encode_image(decoded, rotated, options.jpeg_quality)
             del rotated
             fileio.write_bytes(target, data, options.overwrite)
             return Result(str(src), angle, "rotated", output=str(target))
@@ -406,8 +454,11 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
     workers = options.workers or default_workers()
     writes: list[Future] = []
 
+    budget = _Budget(options.memory_budget)
+
     def record(indexed: tuple[int, Result]) -> None:
         results[indexed[0]] = indexed[1]
+        budget.release(indexed[0])
         bar.update(1)
 
     try:
@@ -415,7 +466,8 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
                 tqdm(total=len(files), initial=len(files) - len(todo), desc="correct", unit="img",
                      disable=not progress) as bar:
             try:
-                _run(todo, pool, window, options.batch_size, load, finish, predictor, record, writes)
+                _run(todo, pool, window, budget, options.batch_size, load, finish, predictor, record,
+                     writes)
             except BaseException as exc:
                 if isinstance(exc, Exception):  # a bug: files already predicted are still written
                     wait(writes)
@@ -430,30 +482,43 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
             write_report(done_rows(), outdir, options.overwrite)
         raise
     final = done_rows()
+    final.stale_removed = stale
     if outdir is not None:
         final.report = write_report(final, outdir, options.overwrite)
     return final
 
 
-def _run(files: Sequence[tuple[int, InputFile]], pool: ThreadPoolExecutor, window: int, batch_size: int,
-         load, finish, predictor: Predictor, record, writes: list[Future]) -> None:
-    """Decode ahead in a bounded window, predict in batches, write the previous batch's files
-    while the next one decodes."""
+def _run(files: Sequence[tuple[int, InputFile]], pool: ThreadPoolExecutor, window: int, budget: _Budget,
+         batch_size: int, load, finish, predictor: Predictor, record, writes: list[Future]) -> None:
+    """Decode ahead in a window bounded by count and by decoded bytes, predict in batches,
+    write the previous batch's files while the next one decodes."""
     queue: deque[tuple[int, InputFile, Future]] = deque()
     todo = iter(files)
+    upcoming: tuple[int, InputFile, int] | None = None  # the next file and its cost
 
     def top_up() -> None:
+        nonlocal upcoming
         while len(queue) < window:
-            nxt = next(todo, None)
-            if nxt is None:
+            if upcoming is None:
+                nxt = next(todo, None)
+                if nxt is None:
+                    return
+                upcoming = (*nxt, 2 * decoded_bytes(nxt[1].path))  # the image and its turned copy
+            index, item, cost = upcoming
+            if not budget.admits(cost):
                 return
-            queue.append((nxt[0], nxt[1], pool.submit(load, *nxt)))
+            budget.take(index, cost)
+            queue.append((index, item, pool.submit(load, index, item)))
+            upcoming = None
+
+    def drain_writes() -> None:
+        for done in writes:
+            record(done.result())
+        writes.clear()
 
     def flush(batch: list[_Loaded]) -> None:
         angles = predictor.predict(np.stack([b.x for b in batch]))
-        for done in writes:  # the previous batch's writes: bounds memory to two batches
-            record(done.result())
-        writes.clear()
+        drain_writes()  # the previous batch's: bounds memory to two batches
         for b, angle in zip(batch, angles, strict=True):
             if not np.isfinite(angle):  # a broken model: no angle is better than a made-up one
                 record((b.index, Result(str(b.item.path), None, "failed",
@@ -461,11 +526,19 @@ def _run(files: Sequence[tuple[int, InputFile]], pool: ThreadPoolExecutor, windo
                 continue
             writes.append(pool.submit(lambda b, a: (b.index, finish(b, a)), b, angle))
 
-    top_up()
     batch: list[_Loaded] = []
-    while queue:
-        index, item, future = queue.popleft()
+    while True:
         top_up()
+        if not queue:  # all read, or the budget is held by images waiting to be finished
+            if batch:
+                flush(batch)
+                batch = []
+            elif writes:
+                drain_writes()
+            else:
+                return
+            continue
+        index, item, future = queue.popleft()
         try:
             batch.append(future.result())
         except FILE_ERRORS as exc:
@@ -473,11 +546,6 @@ def _run(files: Sequence[tuple[int, InputFile]], pool: ThreadPoolExecutor, windo
         if len(batch) >= batch_size:
             flush(batch)
             batch = []
-    if batch:
-        flush(batch)
-    for done in writes:
-        record(done.result())
-    writes.clear()
 
 
 def _report_names(outdir: Path, overwrite: bool):

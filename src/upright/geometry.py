@@ -19,6 +19,7 @@ numpy images. Training-only augmentation lives in ``upright.augment``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -263,33 +264,69 @@ def _warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], flags: i
     return rotated
 
 
-def _warp_tiled(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], flags: int,
-                fill_value: tuple[float, ...]) -> np.ndarray:
+def _warp_region(image: np.ndarray, matrix: np.ndarray, box: tuple[int, int, int, int], flags: int,
+                 fill_value: tuple[float, ...]) -> np.ndarray:
+    """The part (left, top, width, height) of the turned image, warped from the part of
+    ``image`` it shows only (identical to that part of the whole warp)."""
     import cv2
 
+    left, top, tile_w, tile_h = box
     height, width = image.shape[:2]
-    out = np.empty((size[1], size[0]) + image.shape[2:], image.dtype)
     inverse = cv2.invertAffineTransform(matrix)
     margin = 5  # interpolation taps beyond the tile's exact preimage (Lanczos: 4)
+    corners = np.array([[left, top], [left + tile_w, top], [left, top + tile_h],
+                        [left + tile_w, top + tile_h]], np.float64)
+    src = corners @ inverse[:, :2].T + inverse[:, 2]
+    x0 = max(int(np.floor(src[:, 0].min())) - margin, 0)
+    x1 = min(int(np.ceil(src[:, 0].max())) + margin, width)
+    y0 = max(int(np.floor(src[:, 1].min())) - margin, 0)
+    y1 = min(int(np.ceil(src[:, 1].max())) + margin, height)
+    if x0 >= x1 or y0 >= y1:  # the tile shows only fill
+        colour = np.asarray(fill_value[: 1 if image.ndim == 2 else image.shape[2]], image.dtype)
+        return np.broadcast_to(colour.reshape((1, 1) + image.shape[2:]),
+                               (tile_h, tile_w) + image.shape[2:]).copy()
+    # The same turn, from the crop's coordinates to the tile's.
+    tile_matrix = matrix.copy()
+    tile_matrix[:, 2] += tile_matrix[:, :2] @ np.array([x0, y0], np.float64)
+    tile_matrix[:, 2] -= np.array([left, top], np.float64)
+    return _warp(np.ascontiguousarray(image[y0:y1, x0:x1]), tile_matrix, (tile_w, tile_h), flags,
+                 fill_value)
+
+
+def _warp_tiled(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], flags: int,
+                fill_value: tuple[float, ...]) -> np.ndarray:
+    out = np.empty((size[1], size[0]) + image.shape[2:], image.dtype)
     for top in range(0, size[1], WARP_TILE):
         for left in range(0, size[0], WARP_TILE):
             tile_h, tile_w = min(WARP_TILE, size[1] - top), min(WARP_TILE, size[0] - left)
-            corners = np.array([[left, top], [left + tile_w, top], [left, top + tile_h],
-                                [left + tile_w, top + tile_h]], np.float64)
-            src = corners @ inverse[:, :2].T + inverse[:, 2]
-            x0 = max(int(np.floor(src[:, 0].min())) - margin, 0)
-            x1 = min(int(np.ceil(src[:, 0].max())) + margin, width)
-            y0 = max(int(np.floor(src[:, 1].min())) - margin, 0)
-            y1 = min(int(np.ceil(src[:, 1].max())) + margin, height)
-            view = out[top:top + tile_h, left:left + tile_w]
-            if x0 >= x1 or y0 >= y1:  # the tile shows only fill
-                view[...] = np.asarray(fill_value[: 1 if image.ndim == 2 else image.shape[2]],
-                                       image.dtype).reshape((1, 1) + image.shape[2:])
-                continue
-            # The same turn, from the crop's coordinates to the tile's.
-            tile_matrix = matrix.copy()
-            tile_matrix[:, 2] += tile_matrix[:, :2] @ np.array([x0, y0], np.float64)
-            tile_matrix[:, 2] -= np.array([left, top], np.float64)
-            view[...] = _warp(np.ascontiguousarray(image[y0:y1, x0:x1]), tile_matrix,
-                              (tile_w, tile_h), flags, fill_value)
+            out[top:top + tile_h, left:left + tile_w] = _warp_region(
+                image, matrix, (left, top, tile_w, tile_h), flags, fill_value)
     return out
+
+
+def rotate_image_strips(
+    image: np.ndarray,
+    angle_deg: float,
+    canvas: str = "same",
+    fill: float | tuple[float, ...] = 0,
+    rows: int = 256,
+) -> tuple[tuple[int, int], Iterator[np.ndarray]]:
+    """``rotate_image`` (bilinear, about the image's centre) as an output size (w, h) and the
+    turned image's rows, ``rows`` at a time, top to bottom: a writer that streams them never
+    holds a second full-size image."""
+    height, width = image.shape[:2]
+    matrix, size = rotation_matrix(angle_deg, width, height, canvas, "image")
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    fill_value = (fill,) * channels if np.isscalar(fill) else tuple(fill)
+    fill_value = tuple(fill_value) + (0,) * max(0, 4 - len(fill_value))
+    flags = IMAGE_INTERPOLATIONS["linear"]
+
+    def strips() -> Iterator[np.ndarray]:
+        for top in range(0, size[1], rows):
+            strip_h = min(rows, size[1] - top)
+            parts = [_warp_region(image, matrix, (left, top, min(WARP_TILE, size[0] - left), strip_h),
+                                  flags, fill_value)
+                     for left in range(0, size[0], WARP_TILE)]
+            yield parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+    return size, strips()

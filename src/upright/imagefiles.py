@@ -17,10 +17,14 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from upright.pngstream import write_png
+
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
 # Image files a folder walk lists as skipped rather than passing over in silence.
 SKIPPED_SUFFIXES = {".gif": "GIF is not supported (palette colours, often animated)"}
+# Colour spaces kept in the output but turned into RGB (by Pillow) for the model to see.
+CONVERTED_MODES = ("CMYK", "LAB", "YCbCr")
 MAX_PIXELS = 150_000_000  # beyond this, a file is treated as a decompression bomb
 EXIF_ORIENTATION = 0x0112
 
@@ -43,26 +47,73 @@ def _png_bit_depth(path: Path) -> int:
     return head[24] if len(head) >= 25 and head[:8] == b"\x89PNG\r\n\x1a\n" else 8
 
 
-def _metadata(image: Image.Image) -> dict[str, Any]:
+def _exif_from_header(image: Image.Image) -> Image.Exif:
+    """The EXIF a PNG header holds (an eXIf chunk before the pixels, as the PNG spec asks),
+    without ``getexif``, which decodes a PNG's whole image to look after them."""
+    exif = Image.Exif()
+    if image.info.get("exif"):
+        exif.load(image.info["exif"])
+    return exif
+
+
+def _metadata(image: Image.Image, exif: Image.Exif | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     if image.info.get("icc_profile"):
         meta["icc_profile"] = image.info["icc_profile"]
     if image.info.get("dpi"):
         meta["dpi"] = tuple(float(v) for v in image.info["dpi"])
-    exif = image.getexif()
+    exif = image.getexif() if exif is None else exif
     if exif:
         exif.pop(EXIF_ORIENTATION, None)  # the pixels are upright now: the tag would lie
         meta["exif"] = exif.tobytes()
     return meta
 
 
-def _read_16bit_colour(path: Path) -> np.ndarray:
-    """Pillow reduces 16-bit colour to 8 bits; OpenCV keeps them (BGR order, so flip)."""
-    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+def _opencv_read(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray | None:
+    """Decode with OpenCV into one array of the expected shape, in our channel order (its
+    imread without ``dst`` holds a second full-size copy while decoding). None when the
+    file decodes to anything else."""
+    bands = shape[2] if len(shape) == 3 else 1
+    flags = {1: cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION,
+             3: cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION,
+             4: cv2.IMREAD_UNCHANGED}[bands]
+    pixels = cv2.imread(str(path), np.empty(shape, dtype), flags)
+    if pixels is None or pixels.shape != shape or pixels.dtype != dtype:
+        return None
+    if bands == 4:  # the one mode read unchanged: BGRA
+        cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA, dst=pixels)
+    return pixels
+
+
+def _read_16bit_colour(path: Path, opened: Image.Image) -> np.ndarray:
+    """Pillow reduces 16-bit colour to 8 bits; OpenCV keeps them."""
+    shape = (opened.height, opened.width, 4 if opened.mode == "RGBA" else 3)
+    pixels = _opencv_read(path, shape, np.uint16)
     if pixels is None:
         raise ImageFileError(f"{path}: cannot decode 16-bit colour image")
-    code = cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB
-    return cv2.cvtColor(pixels, code)
+    return pixels
+
+
+# A PNG whose pixels take more than this is decoded by OpenCV straight into one array
+# (Pillow holds its own copy while numpy makes another), and written in strips.
+BIG_BYTES = 64 << 20
+
+
+def _read_big_png(path: Path, opened: Image.Image) -> DecodedImage | None:
+    """Big 8-bit grey, RGB or RGBA PNGs, decoded once into the array the rest uses."""
+    bands = {"L": 1, "RGB": 3, "RGBA": 4}.get(opened.mode)
+    if opened.format != "PNG" or bands is None or _png_bit_depth(path) != 8:
+        return None
+    if opened.width * opened.height * bands < BIG_BYTES:
+        return None
+    exif = _exif_from_header(opened)
+    orientation = exif.get(EXIF_ORIENTATION, 1)
+    meta = _metadata(opened, exif)
+    shape = (opened.height, opened.width) + ((bands,) if bands > 1 else ())
+    pixels = _opencv_read(path, shape, np.uint8)
+    if pixels is None:
+        return None  # palette, transparency key, damage...: Pillow's slower path decides
+    return DecodedImage(_apply_orientation(pixels, orientation), "PNG", opened.mode, meta)
 
 
 def _read_plain_jpeg(path: Path, opened: Image.Image) -> DecodedImage | None:
@@ -71,6 +122,11 @@ def _read_plain_jpeg(path: Path, opened: Image.Image) -> DecodedImage | None:
     else, and any file not ending in its end-of-image marker (truncated: OpenCV would
     only warn and return grey), is left to Pillow, which reports the problem."""
     if opened.format != "JPEG" or opened.mode not in ("L", "RGB"):
+        return None
+    # A JPEG's data cannot sensibly exceed twice its raw pixels plus metadata; a bigger file
+    # (a small JPEG with gigabytes after it) is left to Pillow, which stops at its end.
+    limit = opened.width * opened.height * len(opened.getbands()) * 2 + (16 << 20)
+    if path.stat().st_size > limit:
         return None
     data = np.fromfile(path, dtype=np.uint8)
     if data[-2:].tobytes() != b"\xff\xd9":
@@ -83,6 +139,19 @@ def _read_plain_jpeg(path: Path, opened: Image.Image) -> DecodedImage | None:
     orientation = opened.getexif().get(EXIF_ORIENTATION, 1)
     return DecodedImage(_apply_orientation(pixels, orientation), "JPEG", opened.mode,
                         _metadata(opened))
+
+
+def decoded_bytes(path: str | Path) -> int:
+    """What ``read_image`` will hold for this file, from its header alone (0 when the header
+    cannot be read: the decode then fails, and costs nothing)."""
+    try:
+        with Image.open(path) as opened:
+            width, height = opened.size
+            depth = 2 if opened.mode.startswith("I") or (
+                opened.format == "PNG" and _png_bit_depth(Path(path)) == 16) else 1
+            return width * height * len(opened.getbands()) * depth
+    except Exception:  # noqa: BLE001 - any failure here is read_image's to report
+        return 0
 
 
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> DecodedImage:
@@ -105,17 +174,22 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> DecodedImage:
             fast = _read_plain_jpeg(path, opened)
             if fast is not None:
                 return fast
+            big = _read_big_png(path, opened)
+            if big is not None:
+                return big
             opened.load()
             fmt = opened.format
             bits = opened.tag_v2.get(258, (8,)) if fmt == "TIFF" else None
+            # Read before _metadata, which drops the tag from the image's (cached) EXIF.
+            orientation = opened.getexif().get(EXIF_ORIENTATION, 1)
             image = ImageOps.exif_transpose(opened) or opened
             meta = _metadata(opened)
             sixteen_colour = image.mode in ("RGB", "RGBA") and (
                 (fmt == "PNG" and _png_bit_depth(path) == 16)
                 or (fmt == "TIFF" and max(bits if isinstance(bits, tuple) else (bits,)) == 16))
             if sixteen_colour:
-                pixels = _read_16bit_colour(path)
-                pixels = _apply_orientation(pixels, opened.getexif().get(EXIF_ORIENTATION, 1))
+                pixels = _read_16bit_colour(path, opened)
+                pixels = _apply_orientation(pixels, orientation)
                 return DecodedImage(pixels, fmt, "RGB;16", meta)
             return _to_array(image, fmt, meta, path)
     except ImageFileError:
@@ -153,14 +227,12 @@ def _to_array(image: Image.Image, fmt: str, meta: dict[str, Any], path: Path) ->
         image = image.convert("RGBA")
     elif mode == "1":
         image = image.convert("L")
-    elif mode == "CMYK" and fmt != "JPEG":
-        image = image.convert("RGB")
     elif mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         return DecodedImage(np.asarray(image).astype(np.uint16), fmt, "I;16", meta)
     elif mode == "I":  # 32-bit grey (often 16-bit PNG data): keep 16 bits
         data = np.asarray(image)
         return DecodedImage(np.clip(data, 0, 65535).astype(np.uint16), fmt, "I;16", meta)
-    if image.mode not in ("L", "LA", "RGB", "RGBA", "CMYK"):
+    if image.mode not in ("L", "LA", "RGB", "RGBA") + CONVERTED_MODES:
         raise ImageFileError(f"{path}: unsupported image mode {mode}")
     return DecodedImage(np.asarray(image), fmt, image.mode, meta)
 
@@ -168,23 +240,32 @@ def _to_array(image: Image.Image, fmt: str, meta: dict[str, Any], path: Path) ->
 def encode_image(decoded: DecodedImage, pixels: np.ndarray, jpeg_quality: int = 95) -> bytes:
     """Encode new pixels in the decoded image's format and mode, with its metadata."""
     fmt = decoded.format
-    if decoded.mode == "RGB;16":  # 16-bit colour: OpenCV writes it (PNG or TIFF)
+    if decoded.mode == "RGB;16" and fmt == "PNG":  # Pillow has no 16-bit colour mode
+        buffer = io.BytesIO()
+        write_png(buffer, (pixels.shape[1], pixels.shape[0]), [pixels], decoded.metadata)
+        return buffer.getvalue()
+    if decoded.mode == "RGB;16":  # 16-bit colour TIFF: OpenCV writes it, with the DPI
         code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
-        ok, data = cv2.imencode(".png" if fmt == "PNG" else ".tiff", cv2.cvtColor(pixels, code))
+        params = []
+        if decoded.metadata.get("dpi"):
+            x, y = (round(v) for v in decoded.metadata["dpi"])
+            params = [cv2.IMWRITE_TIFF_RESUNIT, 2, cv2.IMWRITE_TIFF_XDPI, x, cv2.IMWRITE_TIFF_YDPI, y]
+        ok, data = cv2.imencode(".tiff", cv2.cvtColor(pixels, code), params)
         if not ok:
             raise ImageFileError("OpenCV could not encode the 16-bit image")
         return data.tobytes()
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
-    if decoded.mode == "CMYK":
-        image = Image.frombytes("CMYK", (pixels.shape[1], pixels.shape[0]), pixels.tobytes())
+    if decoded.mode in CONVERTED_MODES:
+        image = Image.frombytes(decoded.mode, (pixels.shape[1], pixels.shape[0]),
+                                np.ascontiguousarray(pixels).tobytes())
     else:
         image = Image.fromarray(pixels)
     params: dict[str, Any] = {k: v for k, v in decoded.metadata.items()
                               if k in ("icc_profile", "dpi", "exif")}
     if fmt == "JPEG":
         params.update(quality=jpeg_quality)
-        if image.mode not in ("L", "RGB", "CMYK"):
+        if image.mode not in ("L", "RGB", "CMYK", "YCbCr"):
             image = image.convert("RGB")
     elif fmt == "WEBP":
         params.update(quality=jpeg_quality)
@@ -194,7 +275,8 @@ def encode_image(decoded: DecodedImage, pixels: np.ndarray, jpeg_quality: int = 
         # A TIFF's "EXIF" is its own IFD (width, strip offsets...): copying it would corrupt
         # the new file, so only the ICC profile and resolution travel.
         params.pop("exif", None)
-        params.update(compression="tiff_deflate")
+        if image.mode != "YCbCr":  # libtiff would read a compressed YCbCr TIFF back as RGB
+            params.update(compression="tiff_deflate")
     elif fmt == "BMP":
         params = {"dpi": params["dpi"]} if "dpi" in params else {}
     buffer = io.BytesIO()

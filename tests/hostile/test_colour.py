@@ -1,0 +1,132 @@
+"""Colour spaces and 16-bit colour (items 4 and 5): the model sees the colours a viewer shows,
+the output keeps the input's mode, orientation and metadata."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hostile.helpers import correct, digit, strict_json
+from upright.cli import main
+from upright.geometry import rotate_image
+from upright.pngstream import write_png
+
+
+def _colour_digit(size: int = 112, angle: float = 35.0) -> np.ndarray:
+    """A coloured digit turned by ``angle``: red bar, green blob on black."""
+    grey = rotate_image(digit(size), angle)
+    colour = np.zeros(grey.shape[:2] + (3,), np.uint8)
+    colour[..., 0] = grey
+    colour[..., 1] = (grey * 0.6).astype(np.uint8)
+    colour[..., 2] = (grey * 0.3).astype(np.uint8)
+    return colour
+
+
+def _ycck_jpeg(path: Path, rgb: np.ndarray) -> None:
+    """A YCCK JPEG (as Photoshop writes CMYK): Pillow cannot write one, so its CMYK writer is
+    given the YCC components and the Adobe marker's transform byte is set to 2 (YCCK)."""
+    ycc = np.asarray(Image.fromarray(255 - rgb).convert("YCbCr"))
+    stored = np.dstack([255 - ycc, np.zeros(rgb.shape[:2], np.uint8)])
+    buffer = io.BytesIO()
+    Image.frombytes("CMYK", rgb.shape[1::-1], stored.tobytes()).save(buffer, format="JPEG", quality=100)
+    data = bytearray(buffer.getvalue())
+    data[data.find(b"Adobe") + 11] = 2
+    path.write_bytes(bytes(data))
+    with Image.open(path) as check:  # the file is what it claims
+        assert check.mode == "CMYK" and check.info.get("adobe_transform") == 2
+
+
+def _angles(out: Path) -> dict[str, float]:
+    return {Path(r["file"]).name: r["angle"] for r in strict_json(out / "angles.json")}
+
+
+def _close(a: float, b: float, tolerance: float = 3.0) -> bool:
+    return abs((a - b + 180) % 360 - 180) < tolerance
+
+
+WRITERS = {  # name -> (writes the file from RGB pixels, the mode the output must keep)
+    "cmyk.tiff": (lambda p, rgb: Image.fromarray(rgb).convert("CMYK").save(p), "CMYK"),
+    "ycck.jpg": (_ycck_jpeg, "CMYK"),
+    "lab.tiff": (lambda p, rgb: Image.fromarray(rgb).convert("LAB").save(p), "LAB"),
+    "ycbcr.tiff": (lambda p, rgb: Image.fromarray(rgb).convert("YCbCr").save(p), "YCbCr"),
+    "grey16.png": (lambda p, rgb: Image.fromarray(
+        np.asarray(Image.fromarray(rgb).convert("L")).astype(np.uint16) * 257).save(p), "I;16"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRITERS))
+def test_item4_every_colour_space_is_predicted_like_its_rgb_twin_and_keeps_its_mode(model, tmp_path, name):
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb = _colour_digit()
+    Image.fromarray(rgb).save(src / "twin.png")
+    write, mode = WRITERS[name]
+    write(src / name, rgb)
+    out = tmp_path / "out"
+    assert main(correct(src, "--model", model, "-o", out)) == 0
+    angles = _angles(out)
+    assert abs(angles["twin.png"]) > 20, angles  # the digit is turned: the test can fail
+    assert _close(angles[name], angles["twin.png"]), angles
+    with Image.open(out / name) as written:
+        assert written.mode.startswith(mode[:3]), (name, written.mode)
+        written.load()
+
+
+def _sixteen_bit_png(path: Path, rgb16: np.ndarray, metadata: dict) -> None:
+    with open(path, "wb") as f:
+        write_png(f, (rgb16.shape[1], rgb16.shape[0]), [rgb16], metadata)
+
+
+def test_item5_16_bit_colour_with_an_exif_orientation_is_turned_upright_and_keeps_its_metadata(
+        model, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb = _colour_digit(angle=35.0)
+    Image.fromarray(rgb).save(src / "twin.png")
+    # Stored a quarter turn clockwise, with orientation 8 ("turn 90 ccw to view").
+    stored = np.rot90(rgb.astype(np.uint16) * 257, -1)
+    stored = np.ascontiguousarray(stored[:, :-10])  # not square: sideways is visible in the size
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    exif[0x010F] = "upright test camera"  # Make
+    from PIL import ImageCms
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    _sixteen_bit_png(src / "deep.png", stored, {"exif": exif.tobytes(), "dpi": (300.0, 300.0),
+                                                "icc_profile": profile})
+    with Image.open(src / "deep.png") as check:
+        assert check.getexif()[0x0112] == 8
+    out = tmp_path / "out"
+    assert main(correct(src, "--model", model, "-o", out)) == 0
+    angles = _angles(out)
+    assert _close(angles["deep.png"], angles["twin.png"]), angles
+    with Image.open(out / "deep.png") as written:
+        assert written.size == (stored.shape[0], stored.shape[1])  # upright: the turn applied
+        assert written.info["icc_profile"] == profile
+        assert [round(v) for v in written.info["dpi"]] == [300, 300]
+        written_exif = written.getexif()
+        assert written_exif.get(0x010F) == "upright test camera"
+        assert 0x0112 not in written_exif  # the pixels are upright now
+    head = (out / "deep.png").read_bytes()[:26]
+    assert head[24] == 16 and head[25] == 2  # still 16-bit RGB
+
+
+def test_item5_16_bit_colour_tiff_keeps_16_bits_and_its_resolution(model, tmp_path):
+    import cv2
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb16 = _colour_digit().astype(np.uint16) * 257
+    ok, data = cv2.imencode(".tiff", rgb16[..., ::-1].copy(),
+                            [cv2.IMWRITE_TIFF_RESUNIT, 2, cv2.IMWRITE_TIFF_XDPI, 200,
+                             cv2.IMWRITE_TIFF_YDPI, 200])
+    (src / "deep.tiff").write_bytes(data.tobytes())
+    out = tmp_path / "out"
+    assert main(correct(src, "--model", model, "-o", out)) == 0
+    written = cv2.imread(str(out / "deep.tiff"), cv2.IMREAD_UNCHANGED)
+    assert written.dtype == np.uint16 and written.shape == rgb16.shape
+    with Image.open(out / "deep.tiff") as tiff:
+        assert [round(v) for v in tiff.info["dpi"]] == [200, 200]

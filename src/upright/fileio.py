@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -95,13 +97,46 @@ def atomic_path(target: str | os.PathLike, overwrite: bool = True) -> Iterator[P
     # The target's own suffix is kept where short (numpy's savez appends .npz otherwise).
     suffix = TEMP_SUFFIX + (target.suffix if 1 < len(target.suffix) <= 11 else "")
     fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=target.parent)
-    os.close(fd)
+    # Locked while it is being written: a later run tells a live temporary file from one a
+    # killed process left (remove_stale_temps).
+    fcntl.flock(fd, fcntl.LOCK_EX)
     tmp = Path(tmp_name)
     try:
         yield tmp
         publish(tmp, target, overwrite)
     finally:
         tmp.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def remove_stale_temps(folder: str | os.PathLike, min_age: float = 10.0) -> int:
+    """Delete upright's temporary files in ``folder`` that no live writer holds (left by a
+    killed run) and that are older than ``min_age`` seconds (a writer locks its file just
+    after making it). Returns how many were removed."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not is_temp_name(entry.name):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if time.time() - os.fstat(fd).st_mtime >= min_age:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:  # locked: a writer is at work on it
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def write_bytes(target: str | os.PathLike, data: bytes, overwrite: bool = True) -> None:

@@ -1,13 +1,20 @@
 """Outputs are never lost or clobbered (items 2, 11), follow the umask (8), need a writable
-folder (9) and may have names up to the 255-byte limit (10)."""
+folder (9) and may have names up to the 255-byte limit (10); interrupts and killed runs
+leave a report and nothing half-made (14)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import signal
 import stat
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hostile.helpers import correct, digit, report_rows, save_png, strict_json
@@ -153,3 +160,52 @@ def test_item10_a_name_of_255_bytes_is_written(model, tmp_path):
     assert main(correct(tmp_path / "in", "--model", model, "-o", out)) == 0
     assert (out / name).is_file()
     assert [p.name for p in out.iterdir() if fileio.is_temp_name(p.name)] == []
+
+
+def test_item14_temporary_files_a_killed_run_left_are_removed_and_live_ones_kept(model, tmp_path, capsys):
+    save_png(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".upright-ab12cd34.tmp.png"  # as a SIGKILLed writer leaves it
+    stale.write_bytes(b"half an image")
+    os.utime(stale, (time.time() - 3600,) * 2)
+    live = out / ".upright-ef56gh78.tmp.png"  # another process is writing this one
+    live.write_bytes(b"being written")
+    os.utime(live, (time.time() - 3600,) * 2)
+    holder = os.open(live, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        assert main(correct(tmp_path / "in", "--model", model, "-o", out)) == 0
+    finally:
+        os.close(holder)
+    assert not stale.exists() and live.exists()
+    assert "removed 1 temporary file" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [live.name, "a.png", "angles.csv", "angles.json"]
+
+
+def test_item14_sigterm_stops_promptly_and_writes_the_report_of_what_was_done(model, tmp_path):
+    src = tmp_path / "in"
+    for i in range(400):
+        save_png(src / f"{i:03d}.png", np.kron(digit(28, seed=i), np.ones((12, 12), np.uint8)))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    child = subprocess.Popen([sys.executable, "-m", "upright", *correct(src, "--model", model, "-o", out,
+                                                                         "--batch-size", "4")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not any(out.glob("*.png")) and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    rows = strict_json(out / "angles.json")
+    written = sorted(p.name for p in out.glob("*.png"))
+    assert 0 < len(rows) < 400  # stopped before the end, and said what was done
+    assert sorted(Path(r["output"]).name for r in rows if r["action"] == "rotated") == written
+    assert not [p for p in out.iterdir() if p.name.startswith(".upright-")]  # no temporary left
+    # The rerun finishes the rest and keeps what the first run wrote.
+    assert main(correct(src, "--model", model, "-o", out)) == 0
+    second = strict_json(out / "angles-2.json")
+    assert sum(r["action"] == "kept" for r in second) == len(written)
+    assert sum(r["action"] == "rotated" for r in second) == 400 - len(written)

@@ -13,7 +13,8 @@ from upright.cli import main
 
 @pytest.mark.parametrize("flag, value", [
     ("--threshold", "-1"), ("--threshold", "nan"), ("--jpeg-quality", "500"), ("--jpeg-quality", "0"),
-    ("--workers", "0"), ("--batch-size", "0"), ("--fill", "inf"), ("--fill", "300"),
+    ("--workers", "0"), ("--memory-budget", "0"), ("--memory-budget", "x"), ("--batch-size", "0"),
+    ("--fill", "inf"), ("--fill", "300"),
 ])
 def test_item18_bad_correct_values_are_argparse_errors_naming_the_flag(tmp_path, capsys, flag, value):
     with pytest.raises(SystemExit) as stop:

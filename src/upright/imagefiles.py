@@ -86,10 +86,20 @@ def _opencv_read(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray 
 
 
 def _read_16bit_colour(path: Path, opened: Image.Image) -> np.ndarray:
-    """Pillow reduces 16-bit colour to 8 bits; OpenCV keeps them."""
+    """Pillow reduces 16-bit colour to 8 bits; OpenCV (PNG) and tifffile (TIFF: OpenCV
+    cannot read one with an orientation tag) keep them. The stored orientation is returned."""
     shape = (opened.height, opened.width, 4 if opened.mode == "RGBA" else 3)
-    pixels = _opencv_read(path, shape, np.uint16)
-    if pixels is None:
+    if opened.format == "TIFF":
+        import tifffile
+
+        try:
+            pixels = tifffile.imread(path, key=0)
+        except Exception as exc:  # noqa: BLE001 - a codec it lacks, or damage: one line
+            raise ImageFileError(f"{path}: cannot decode 16-bit colour TIFF ({exc})") from exc
+    else:
+        pixels = _opencv_read(path, shape, np.uint16)
+    # (Pillow gives a TIFF with a quarter-turn orientation its turned size: compare channels.)
+    if pixels is None or pixels.shape[2:] != shape[2:] or pixels.dtype != np.uint16:
         raise ImageFileError(f"{path}: cannot decode 16-bit colour image")
     return pixels
 
@@ -177,11 +187,12 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> DecodedImage:
             big = _read_big_png(path, opened)
             if big is not None:
                 return big
+            # Read before load (Pillow turns a TIFF as it loads it and drops the tag) and
+            # before _metadata (which drops it from the image's cached EXIF).
+            orientation = opened.getexif().get(EXIF_ORIENTATION, 1)
             opened.load()
             fmt = opened.format
             bits = opened.tag_v2.get(258, (8,)) if fmt == "TIFF" else None
-            # Read before _metadata, which drops the tag from the image's (cached) EXIF.
-            orientation = opened.getexif().get(EXIF_ORIENTATION, 1)
             image = ImageOps.exif_transpose(opened) or opened
             meta = _metadata(opened)
             sixteen_colour = image.mode in ("RGB", "RGBA") and (
@@ -244,16 +255,18 @@ def encode_image(decoded: DecodedImage, pixels: np.ndarray, jpeg_quality: int = 
         buffer = io.BytesIO()
         write_png(buffer, (pixels.shape[1], pixels.shape[0]), [pixels], decoded.metadata)
         return buffer.getvalue()
-    if decoded.mode == "RGB;16":  # 16-bit colour TIFF: OpenCV writes it, with the DPI
-        code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
-        params = []
-        if decoded.metadata.get("dpi"):
-            x, y = (round(v) for v in decoded.metadata["dpi"])
-            params = [cv2.IMWRITE_TIFF_RESUNIT, 2, cv2.IMWRITE_TIFF_XDPI, x, cv2.IMWRITE_TIFF_YDPI, y]
-        ok, data = cv2.imencode(".tiff", cv2.cvtColor(pixels, code), params)
-        if not ok:
-            raise ImageFileError("OpenCV could not encode the 16-bit image")
-        return data.tobytes()
+    if decoded.mode == "RGB;16":  # 16-bit colour TIFF: tifffile writes it, with ICC and DPI
+        import tifffile
+
+        buffer = io.BytesIO()
+        icc = decoded.metadata.get("icc_profile")
+        dpi = decoded.metadata.get("dpi")
+        tifffile.imwrite(buffer, pixels, photometric="rgb", compression="zlib",
+                         extrasamples=("unassalpha",) if pixels.shape[2] == 4 else None,
+                         resolution=tuple(dpi) if dpi else None,
+                         resolutionunit="INCH" if dpi else None,
+                         extratags=[(34675, "B", len(icc), icc, True)] if icc else None)
+        return buffer.getvalue()
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
     if decoded.mode in CONVERTED_MODES:

@@ -114,19 +114,31 @@ def test_item5_16_bit_colour_with_an_exif_orientation_is_turned_upright_and_keep
     assert head[24] == 16 and head[25] == 2  # still 16-bit RGB
 
 
-def test_item5_16_bit_colour_tiff_keeps_16_bits_and_its_resolution(model, tmp_path):
-    import cv2
+@pytest.mark.parametrize("channels", [3, 4])
+def test_item5_16_bit_colour_tiff_with_an_orientation_keeps_16_bits_icc_and_resolution(
+        model, tmp_path, channels):
+    import tifffile
+    from PIL import ImageCms
 
     src = tmp_path / "in"
     src.mkdir()
-    rgb16 = _colour_digit().astype(np.uint16) * 257
-    ok, data = cv2.imencode(".tiff", rgb16[..., ::-1].copy(),
-                            [cv2.IMWRITE_TIFF_RESUNIT, 2, cv2.IMWRITE_TIFF_XDPI, 200,
-                             cv2.IMWRITE_TIFF_YDPI, 200])
-    (src / "deep.tiff").write_bytes(data.tobytes())
+    rgb = _colour_digit()
+    Image.fromarray(rgb).save(src / "twin.png")
+    rgb16 = rgb.astype(np.uint16) * 257
+    if channels == 4:
+        rgb16 = np.dstack([rgb16, np.full(rgb16.shape[:2], 65535, np.uint16)])
+    stored = np.ascontiguousarray(np.rot90(rgb16, -1)[:, :-10])  # orientation 8 turns it back
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    tifffile.imwrite(src / "deep.tiff", stored, photometric="rgb", resolution=(200, 200),
+                     resolutionunit="INCH", extrasamples=("unassalpha",) if channels == 4 else None,
+                     extratags=[(274, "H", 1, 8, True), (34675, "B", len(profile), profile, True)])
     out = tmp_path / "out"
     assert main(correct(src, "--model", model, "-o", out)) == 0
-    written = cv2.imread(str(out / "deep.tiff"), cv2.IMREAD_UNCHANGED)
-    assert written.dtype == np.uint16 and written.shape == rgb16.shape
+    angles = _angles(out)
+    assert _close(angles["deep.tiff"], angles["twin.png"]), angles
+    written = tifffile.imread(out / "deep.tiff")
+    assert written.dtype == np.uint16 and written.shape == (stored.shape[1], stored.shape[0], channels)
     with Image.open(out / "deep.tiff") as tiff:
         assert [round(v) for v in tiff.info["dpi"]] == [200, 200]
+        assert tiff.info["icc_profile"] == profile
+        assert tiff.getexif().get(0x0112, 1) == 1  # upright: no turn left to apply

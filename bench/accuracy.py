@@ -22,7 +22,8 @@ from upright.cli import parse_duration
 from upright.data.rotated import RotatedSet, protocol_set
 from upright.demo import RECIPE_OF_DATASET
 from upright.evaluation import predict_set, robustness_metrics, summarise
-from upright.experiments import RECIPES, make_config, prepare_data, train_run
+from upright.experiments import prepare_data, train_run
+from upright.recipes import RECIPES, make_config
 
 
 def protocol_test_set(config: dict) -> tuple[str, RotatedSet]:

@@ -15,8 +15,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from upright.cli import parse_duration, parse_option
-from upright.experiments import RECIPES, make_config, train_run
+from upright.cli import parse_assignment, parse_duration
+from upright.config import coerce
+from upright.experiments import train_run
+from upright.recipes import RECIPES, make_config
 from upright.training import peak_rss_mb
 
 
@@ -25,13 +27,14 @@ def main() -> int:
     parser.add_argument("--recipe", default="mnist-published", choices=sorted(RECIPES))
     parser.add_argument("--budget", type=parse_duration, default=600.0,
                         help="training time budget (default 10m)")
-    parser.add_argument("--set", action="append", type=parse_option, default=[],
-                        metavar="KEY=VALUE", help="override a config field, e.g. batch_size=256")
+    parser.add_argument("--set", action="append", type=parse_assignment, default=[],
+                        metavar="KEY=VALUE", help="any setting, as `upright train --set`, e.g. "
+                                                  "batch_size=256 or model.head=bins")
     parser.add_argument("--run-dir", type=Path, help="keep the run folder here")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args()
 
-    overrides = {"max_time": args.budget, **dict(args.set)}
+    overrides = {"max_time": args.budget, **{key: coerce(key, text) for key, text in args.set}}
     config = make_config(args.recipe, overrides)
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.run_dir or Path(tmp) / "run"
@@ -40,7 +43,7 @@ def main() -> int:
     result = {
         "benchmark": "mnist",
         "recipe": args.recipe,
-        "overrides": dict(args.set),
+        "overrides": {key: text for key, text in args.set},
         "budget_s": args.budget,
         "test": metrics["test"],
         "train": metrics["train"],

@@ -29,7 +29,8 @@ def tiny_run(tmp_path_factory) -> Path:
     """A published-network run on 800 MNIST images, trained for a few short epochs."""
     if not _have_mirror("mnist"):
         pytest.skip("UPRIGHT_DATA_MIRROR with mnist/ not available")
-    from upright.experiments import make_config, train_run
+    from upright.experiments import train_run
+    from upright.recipes import make_config
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     config = make_config("mnist-published", {

@@ -7,9 +7,10 @@ import torch
 from conftest import _have_mirror
 from upright.angles import circular_error
 from upright.data.rotated import protocol_set, to_float_images
-from upright.experiments import make_config, prepare_data
+from upright.experiments import prepare_data
 from upright.geometry import rotate_batch
 from upright.predictors import load_predictor
+from upright.recipes import make_config
 from upright.shipped import SHIPPED_MODELS, shipped_model
 
 

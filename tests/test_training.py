@@ -142,7 +142,8 @@ def test_run_stopped_by_the_clock_still_validates_its_final_weights(tmp_path):
 
     if not _have_mirror("mnist"):
         pytest.skip("UPRIGHT_DATA_MIRROR with mnist/ not available")
-    from upright.experiments import make_config, train_run
+    from upright.experiments import train_run
+    from upright.recipes import make_config
 
     # One epoch would take far longer than the budget: only the clock can stop it.
     config = make_config("mnist-compact", {
@@ -179,8 +180,8 @@ def test_cli_passes_training_fields_to_the_recipe():
 
 
 def test_fast_recipe_uses_a_lighter_network_than_the_compact_one():
-    from upright.experiments import make_config
     from upright.models.model import AngleModel
+    from upright.recipes import make_config
 
     def parameters(recipe):
         spec = make_config(recipe).model
@@ -192,24 +193,28 @@ def test_fast_recipe_uses_a_lighter_network_than_the_compact_one():
 
 def test_cubic_parameter_range_comes_from_the_recipe_or_the_command_line(tmp_path):
     from upright.cli import _config_from_args, build_parser
-    from upright.experiments import make_config
+    from upright.recipes import make_config
     from upright.training import fit
 
     assert make_config("mnist-compact").train_cubic_a == [-1.0, -0.5]
     assert make_config("mnist-compact", {"train_cubic_a": [-1.25, -0.75]}).train_cubic_a == [-1.25, -0.75]
     args = build_parser().parse_args(["train", "--recipe", "mnist-robust", "--train-cubic-a", "-1.5", "-1"])
     assert _config_from_args(args).train_cubic_a == [-1.5, -1.0]
-    backwards = make_config("mnist-robust", {"train_cubic_a": [-0.5, -1.0]})
+    # Refused when the config is made, before any work (the training's own check is a backstop).
+    with pytest.raises(ValueError, match="train_cubic_a: LOW -0.5 is above HIGH -1.0"):
+        make_config("mnist-robust", {"train_cubic_a": [-0.5, -1.0]})
+    with pytest.raises(ValueError, match="train_cubic_a: expected 2 values, got 1"):
+        make_config("mnist-robust", {"train_cubic_a": [-1.0]})
+    config = make_config("mnist-robust")
+    config.train_cubic_a = [-0.5, -1.0]  # set behind validate's back
     with pytest.raises(ValueError, match="train_cubic_a must be"):
-        fit(None, None, backwards, tmp_path)
-    with pytest.raises(ValueError, match="train_cubic_a must be"):
-        fit(None, None, make_config("mnist-robust", {"train_cubic_a": [-1.0]}), tmp_path)
+        fit(None, None, config, tmp_path)
 
 
 def test_training_images_are_quantised_to_8_bits_when_asked():
     from upright.cli import _config_from_args, build_parser
-    from upright.experiments import make_config
     from upright.models.model import AngleModel
+    from upright.recipes import make_config
     from upright.training import AngleModule
 
     assert make_config("mnist-fast").train_quantise is False
@@ -232,9 +237,12 @@ def test_training_images_are_quantised_to_8_bits_when_asked():
 
 
 def test_unknown_rotation_steps_is_a_clear_error(tmp_path):
-    from upright.experiments import make_config
+    from upright.recipes import make_config
     from upright.training import fit
 
-    config = make_config("mnist-fast", {"train_rotation_steps": 3})
+    with pytest.raises(ValueError, match="train_rotation_steps: 3 is not one of 1, 2"):
+        make_config("mnist-fast", {"train_rotation_steps": 3})
+    config = make_config("mnist-fast")
+    config.train_rotation_steps = 3  # set behind validate's back
     with pytest.raises(ValueError, match="train_rotation_steps must be one of"):
         fit(None, None, config, tmp_path)

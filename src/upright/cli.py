@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import signal
 import sys
 import time
@@ -13,24 +12,18 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from upright.geometry import RESAMPLERS
-from upright.models.backbones import BACKBONES
+from upright import settings
 from upright.models.heads import HEADS
-from upright.models.model import INPUT_MASKS
-from upright.prepare import LEVELS
 
 DEFAULT_RUNS = Path("runs")
 
 
 def parse_duration(text: str) -> float:
-    """'90', '90s', '10m', '1h30m' -> seconds."""
-    text = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 90, 90s, 10m or 1h)")
-    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+    """'90', '90s', '10m', '1h30m' -> seconds; an argparse type."""
+    try:
+        return settings.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _bounded(kind, low: float, high: float | None = None):
@@ -62,6 +55,14 @@ def fill_colour(text: str) -> tuple[int, int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def parse_assignment(text: str) -> tuple[str, str]:
+    """KEY=VALUE, both as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
 def parse_option(text: str) -> tuple[str, Any]:
     """KEY=VALUE with VALUE read as JSON where it parses (numbers, lists), else a string."""
     if "=" not in text:
@@ -73,101 +74,91 @@ def parse_option(text: str) -> tuple[str, Any]:
         return key, value
 
 
-def _train_arguments(p: argparse.ArgumentParser) -> None:
-    from upright.experiments import RECIPES
+SETTING = "setting:"  # argparse dest prefix of the flags generated from the settings
 
-    p.add_argument("--recipe", default="mnist-published", choices=sorted(RECIPES))
-    p.add_argument("--dataset", help="dataset name (default: the recipe's)")
-    p.add_argument("--backbone", choices=sorted(BACKBONES))
-    p.add_argument("--head", choices=sorted(HEADS))
-    p.add_argument("--backbone-option", action="append", type=parse_option, default=[],
-                   metavar="KEY=VALUE", help="backbone constructor option, e.g. dropout=0.2")
-    p.add_argument("--head-option", action="append", type=parse_option, default=[],
-                   metavar="KEY=VALUE", help="head option, e.g. delta=3 or bins=720")
-    p.add_argument("--input-mask", choices=sorted(INPUT_MASKS),
-                   help="circle: black outside the inscribed circle, hides the rotation's corners")
-    p.add_argument("--train-resamplers", nargs="+", choices=RESAMPLERS,
-                   help="interpolations for training rotations, each batch split between them "
-                        "(robustness to other resamplers; default: the recipe's)")
-    p.add_argument("--train-sharpness", type=float,
-                   help="random blur/sharpen of training images up to this strength (e.g. 1)")
-    p.add_argument("--train-cubic-a", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                   help="range of Keys' parameter for the cubic resampler (default -1 -0.5; "
-                        "Pillow's bicubic rotate is -1)")
-    p.add_argument("--train-rotation-steps", type=int, choices=[1, 2],
-                   help="2: rotate training images in two steps, the last by a random angle, "
-                        "so no resampler fingerprint tells the label")
-    p.add_argument("--train-quantise", action="store_const", const=True,
-                   help="round training images to 8-bit levels, half of them by truncation "
-                        "as Pillow's bicubic rotate does")
-    p.add_argument("--train-shift", type=float, metavar="PIXELS",
-                   help="pose: move training images up to this many pixels per axis before the turn")
-    p.add_argument("--train-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                   help="pose: scale training images by a factor drawn from this range")
-    p.add_argument("--train-gamma", type=float,
-                   help="random tone curve x ** g of training images, |log g| up to this")
-    p.add_argument("--train-blur", type=float, metavar="SIGMA",
-                   help="Gaussian blur of half the training images, sigma up to this (pixels)")
-    p.add_argument("--train-noise", type=float, metavar="GREY_LEVELS",
-                   help="Gaussian noise on training images, sigma drawn up to this (e.g. 12)")
-    p.add_argument("--train-jpeg", type=float, metavar="SHARE",
-                   help="share of training images given JPEG artefacts (e.g. 0.3)")
-    p.add_argument("--train-jpeg-quality", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                   help="JPEG quality range for --train-jpeg (default 30 95)")
-    p.add_argument("--levels", choices=sorted(LEVELS),
-                   help="grey-level rule in front of the network, in every path: raw, polarity "
-                        "(negatives inverted) or autocontrast (and stretched)")
-    p.add_argument("--suite-angles", type=int,
-                   help="protocol angles per test image in the robustness suite (default 2)")
-    p.add_argument("--image-size", type=_bounded(int, 8, 1024),
-                   help="folder datasets: model input size (default 64)")
-    p.add_argument("--aspect", choices=["crop", "pad"], help="folder datasets: centre-crop or pad")
-    p.add_argument("--colour", choices=["grey", "rgb"], help="folder datasets: colour mode")
-    p.add_argument("--exclude", type=int, nargs="*", dest="excluded_groups",
-                   help="classes left out (MNIST default: 0 1 6 8); give none to keep all")
-    p.add_argument("--val-fraction", type=float)
-    p.add_argument("--limit", type=int, help="use only the first N train and N test images")
-    p.add_argument("--angles-per-epoch", type=int)
-    p.add_argument("--val-angles", type=int)
-    p.add_argument("--test-angles", type=int)
-    p.add_argument("--train-eval-images", type=int,
-                   help="training images (at --test-angles each) for the train metrics")
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--eval-batch-size", type=positive_int,
-                   help="images per validation and test batch (memory, not results)")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--max-epochs", type=int)
-    p.add_argument("--patience", type=int)
-    p.add_argument("--max-time", type=parse_duration, help="training time limit: 90s, 10m, 1h")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--precision", choices=["32-true", "bf16-mixed", "16-mixed"])
-    p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"])
-    p.add_argument("--devices", type=int, help="devices to train on (more than one: DDP)")
-    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS)
-    p.add_argument("--name", help="run folder name (default: recipe and time)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing run folder of that name")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--no-report", action="store_true", help="skip plots and report.html")
+
+def _setting_parser(key: str, f):
+    """An argparse type for one value of setting ``key``, checked against its declaration."""
+    from upright.config import ConfigError, check_item, value_kind
+
+    item_type = value_kind(f)[0]
+
+    def parse(text: str):
+        try:
+            if f.metadata["text"] is not None:
+                value = f.metadata["text"](text)
+            elif item_type in ("int", "float"):
+                value = float(text) if item_type == "float" else int(text)
+            else:
+                value = text
+            return check_item(key, f, item_type, value)
+        except ValueError as exc:  # ConfigError too: argparse names the flag
+            message = str(exc).removeprefix(f"{key}: ") if isinstance(exc, ConfigError) or \
+                f.metadata["text"] else f"not {'an integer' if item_type == 'int' else 'a number'}: {text!r}"
+            raise argparse.ArgumentTypeError(message) from None
+    parse.__name__ = item_type
+    return parse
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    """The run's own options, then one flag per setting (generated from its declaration),
+    grouped by section, each with its help and TrainConfig's default."""
+    from upright.config import setting_fields, value_kind
+    from upright.recipes import RECIPES
+    from upright.settings import SECTIONS, default_of
+
+    run = p.add_argument_group("run")
+    run.add_argument("--recipe", default="mnist-published", choices=sorted(RECIPES),
+                     help="named settings to start from (src/upright/recipes/*.toml; default "
+                          "%(default)s); every flag below overrides one of them")
+    run.add_argument("--set", action="append", type=parse_assignment, default=[], metavar="KEY=VALUE",
+                     help="any setting by name, e.g. --set lr=0.003 --set model.head=bins "
+                          "(values read as JSON where they parse)")
+    run.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS,
+                     help="where run folders go (default %(default)s)")
+    run.add_argument("--name", help="run folder name (default: recipe and time)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace an existing run folder of that name")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--no-report", action="store_true", help="skip plots and report.html")
+    groups = {section: p.add_argument_group(f"{title} settings") for section, title in SECTIONS.items()}
+    for key, f in setting_fields().items():
+        meta = f.metadata
+        if meta["derived"] or not meta["cli"]:
+            continue
+        flag = "--" + (meta["flag"] or key.removeprefix("model.").replace("_", "-"))
+        item_type, is_list, optional = value_kind(f)
+        default = default_of(f)
+        shown_default = (" ".join(map(str, default)) if isinstance(default, list)
+                         else "none" if default in (None, {}) else default)
+        text = f"{meta['help']} (default {shown_default}, or the recipe's)".replace("%", "%%")
+        kwargs: dict[str, Any] = {"dest": SETTING + key, "default": None, "help": text,
+                                  "metavar": meta["metavar"] or key.removeprefix("model.").upper()}
+        if item_type == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif item_type.startswith("dict"):
+            kwargs.update(action="append", type=parse_option)
+        else:
+            kwargs["type"] = _setting_parser(key, f)
+            if meta["choices"]:
+                kwargs["choices"] = list(meta["choices"])
+                kwargs.pop("metavar", None)
+            if is_list:
+                kwargs["nargs"] = meta["length"] or ("*" if optional else "+")
+        groups[meta["section"]].add_argument(flag, **kwargs)
 
 
 def _config_from_args(args: argparse.Namespace, **forced: Any):
-    from upright.experiments import make_config
+    from upright.config import coerce
+    from upright.recipes import make_config
 
-    fields = ("dataset", "excluded_groups", "val_fraction", "limit", "angles_per_epoch",
-              "val_angles", "test_angles", "batch_size", "eval_batch_size", "lr", "max_epochs", "patience",
-              "max_time", "seed", "precision", "image_size", "aspect", "colour", "train_eval_images",
-              "accelerator", "devices", "train_resamplers", "train_sharpness",
-              "train_rotation_steps", "train_cubic_a", "train_quantise", "train_shift",
-              "train_scale", "train_gamma", "train_blur", "train_noise", "train_jpeg",
-              "train_jpeg_quality", "suite_angles")
-    overrides: dict[str, Any] = {f: getattr(args, f) for f in fields}
-    model = {k: getattr(args, k) for k in ("backbone", "head", "input_mask", "levels") if getattr(args, k)}
-    if args.backbone_option:
-        model["backbone_options"] = dict(args.backbone_option)
-    if args.head_option:
-        model["head_options"] = dict(args.head_option)
-    overrides["model"] = model
+    overrides: dict[str, Any] = {}
+    for dest, value in vars(args).items():
+        if dest.startswith(SETTING) and value is not None:
+            key = dest.removeprefix(SETTING)
+            overrides[key] = dict(value) if key.endswith("_options") else value
+    for key, text in args.set:  # --set: any setting, checked against its declaration
+        overrides[key] = coerce(key, text)
     overrides.update(forced)
     return make_config(args.recipe, overrides)
 
@@ -294,7 +285,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from upright.compare import compare
-    from upright.experiments import make_config
+    from upright.recipes import make_config
 
     config = _config_from_args(args)  # validates the options
     overrides = {k: v for k, v in config.to_dict().items()

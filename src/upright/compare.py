@@ -16,7 +16,8 @@ from upright import checkpoint, fileio
 from upright.angles import circular_error
 from upright.data.rotated import FIXED_ANGLES, fixed_angle_set
 from upright.evaluation import per_angle, predict_set, summarise
-from upright.experiments import PREDICTIONS_FILE, make_config, prepare_data, train_run
+from upright.experiments import PREDICTIONS_FILE, prepare_data, train_run
+from upright.recipes import make_config
 
 # The fixed angles plus the neighbours of the seam at +-180.
 SEAM_ANGLES = tuple(sorted(set(FIXED_ANGLES) | {-180, -179, -178, 178, 179, -170, 170}))

@@ -18,10 +18,11 @@ from upright.angles import circular_error
 from upright.correction import CorrectOptions, correct_paths
 from upright.data.rotated import protocol_angles, protocol_set
 from upright.evaluation import format_summary, predict_set, summarise
-from upright.experiments import make_config, prepare_data
+from upright.experiments import prepare_data
 from upright.geometry import PROTOCOL_CENTRE, rotate_image
 from upright.plots import mosaic
 from upright.predictors import load_predictor
+from upright.recipes import make_config
 
 RECIPE_OF_DATASET = {"mnist": "mnist-published", "olivetti": "faces-published"}
 

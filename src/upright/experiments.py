@@ -13,7 +13,6 @@ import torch
 
 from upright import checkpoint, fileio, robustness
 from upright.config import TrainConfig
-from upright.data.olivetti import OLIVETTI_PIXEL_MAX
 from upright.data.registry import load_source
 from upright.data.rotated import (
     RotatedSet,
@@ -33,117 +32,13 @@ from upright.evaluation import (
     summarise,
 )
 from upright.geometry import rotate_batch
-from upright.models.model import AngleModel, ModelSpec
+from upright.models.model import AngleModel
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
 SAMPLES_FILE = "samples.npz"
 BLANK_CONTENT_IMAGES = 1000  # test images whose blanked copies measure the border cue
-
-# Named recipes: overrides of TrainConfig's defaults (model keys go to ModelSpec).
-RECIPES: dict[str, dict[str, Any]] = {
-    # The article's MNIST run: published network, softsign*180, Huber(3), Adam 1e-3,
-    # batch 1024, 20% validation, patience 5, at most 100 epochs.
-    "mnist-published": {"dataset": "mnist", "model": {"backbone": "seed_mnist",
-                                                      "head": "softsign180"}},
-    # Ours: a compact CNN with a 360-bin circular head, 27 minutes on 2 cores under a cosine
-    # schedule that anneals by the deadline (about 6 epochs of 4 views per image), best
-    # weights kept. Training rotations mix three resamplers and blur or sharpen at random:
-    # trained on bilinear alone, the model read bilinear's angle-dependent blur and missed
-    # by 18 degrees on Pillow-bicubic rotations (see bench/accuracy.py).
-    "mnist-compact": {"dataset": "mnist", "lr": 3e-3, "lr_schedule": "cosine", "max_epochs": 8,
-                      "max_time": 27 * 60.0, "angles_per_epoch": 4, "val_angles": 2,
-                      "patience": 100, "batch_size": 256, "integer_angles": False,
-                      "train_resamplers": ["bilinear", "bicubic", "nearest"], "train_sharpness": 1.0,
-                      "model": {"backbone": "compact", "head": "bins"}},
-    # Ours against the clock (how soon the article's 86.4% within 5 degrees is reached): a
-    # lighter compact network (about a third of the multiply-adds, 2.1x the training
-    # images/s on 2 cores), the same head, small batches, one view per image per epoch,
-    # plain bilinear, and a cosine schedule that anneals by the 2-minute budget. Batches of
-    # 64 (training and validation) keep the training process under 0.5 GB (463 MB peak RSS
-    # against 529 at 128, bench/mnist.py) at no loss of accuracy by the deadline.
-    "mnist-fast": {"dataset": "mnist", "lr": 3e-3, "lr_schedule": "cosine", "max_epochs": 100,
-                   "max_time": 120.0, "angles_per_epoch": 1, "val_angles": 1, "patience": 100,
-                   "batch_size": 64, "eval_batch_size": 64, "integer_angles": False,
-                   "model": {"backbone": "compact", "head": "bins",
-                             "backbone_options": {"widths": [16, 32, 64], "dense": 128}}},
-    # Ours for faces: the same network and head, 20 epochs; the circle mask hides the
-    # rotation's black corners, which otherwise give the angle away (modulo 90) on these
-    # grey-background photos, so the model has to read the face itself.
-    "faces-compact": {"dataset": "olivetti", "lr": 3e-3, "lr_schedule": "cosine", "max_epochs": 20,
-                      "angles_per_epoch": 20, "val_angles": 20, "patience": 100, "batch_size": 64,
-                      "integer_angles": False, "eval_batch_size": 512, "train_eval_images": 224,
-                      "grid_images": 36, "suite_angles": 20,
-                      "model": {"backbone": "compact", "head": "bins", "input_mask": "circle",
-                                "mean": [0.0], "std": [OLIVETTI_PIXEL_MAX / 255]}},
-    # The article's faces run: people 1-28 train, 29-40 test, batch 32, pixels scaled by
-    # scikit-learn to [0, 1] (x / max), the faces network.
-    "faces-published": {"dataset": "olivetti", "batch_size": 32, "eval_batch_size": 512,
-                        "train_eval_images": 224, "grid_images": 36, "suite_angles": 20,
-                        "model": {"backbone": "seed_faces", "head": "softsign180",
-                                  "mean": [0.0], "std": [OLIVETTI_PIXEL_MAX / 255]}},
-}
-
-
-# Ours, shipped as `mnist`: the mnist-fast network for 29 minutes on 2 cores, trained on
-# digits turned by many means so that it reads the digit's shape rather than a trace of our
-# rotation (the protocol rotates about the article's centre (w/2, h/2), which moves the
-# digit's centre of mass by an angle-dependent fraction of a pixel). Every training digit is
-# shifted up to 3 px and scaled 0.8-1.2 (wider than the suite's pose), rotated by one of
-# four resamplers, sharpened or softened, half of them blurred (sigma up to 1.2 px),
-# gamma-jittered, given sensor noise, quantised to 8 bits and a quarter of them
-# JPEG-compressed; the input is auto-contrasted (a polarity rule, then a p2-p98 stretch) in
-# training, evaluation and correction alike, so a dark digit on a light scan reads as MNIST.
-# What each of these bought is in docs/robustness.md.
-RECIPES["mnist-robust"] = {**RECIPES["mnist-fast"], "max_time": 29 * 60.0, "angles_per_epoch": 4,
-                           "train_resamplers": ["bilinear", "cubic", "nearest", "area"],
-                           "train_shift": 3.0, "train_scale": [0.8, 1.2],
-                           "train_sharpness": 0.5, "train_blur": 1.2, "train_gamma": 0.2,
-                           "train_noise": 10.0,
-                           "train_quantise": True, "train_jpeg": 0.25,
-                           "model": {**RECIPES["mnist-fast"]["model"], "levels": "autocontrast"}}
-
-
-# Ours, shipped as `faces`: faces-compact for 14 minutes on 2 cores under the same kinds of
-# nuisance as mnist-robust (a face is photographed, not rendered: pose, resampler, focus,
-# tone, noise, 8-bit and JPEG), auto-contrasted inside the circle mask, so a face on a light
-# or dark background, or a negative, reads the same.
-RECIPES["faces-robust"] = {**RECIPES["faces-compact"], "max_time": 14 * 60.0, "max_epochs": 60,
-                           "train_resamplers": ["bilinear", "cubic", "nearest", "area"],
-                           "train_shift": 2.0, "train_scale": [0.9, 1.1],
-                           "train_sharpness": 0.5, "train_blur": 1.2, "train_gamma": 0.2,
-                           "train_noise": 10.0, "train_quantise": True, "train_jpeg": 0.25,
-                           "model": {**RECIPES["faces-compact"]["model"], "levels": "autocontrast",
-                                     "std": [1.0]}}
-
-
-def make_config(recipe: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """A recipe's config with some fields replaced (``model`` entries merge into the spec)."""
-    if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
-    values = json.loads(json.dumps(RECIPES[recipe]))  # deep copy
-    for key, value in (overrides or {}).items():
-        if key == "model":
-            _merge_model(values.setdefault("model", {}), value)
-        elif value is not None:
-            values[key] = value
-    config = TrainConfig.from_dict(values)
-    if not isinstance(config.model, ModelSpec):
-        config.model = ModelSpec.from_dict(config.model or {})
-    return config
-
-
-def _merge_model(recipe_model: dict[str, Any], overrides: dict[str, Any]) -> None:
-    """Model overrides: options add to the recipe's own for the same backbone or head; a
-    different backbone or head starts from no options (the recipe's may not fit it)."""
-    for part in ("backbone", "head"):
-        options = f"{part}_options"
-        changed = overrides.get(part, recipe_model.get(part)) != recipe_model.get(part)
-        base = {} if changed else recipe_model.get(options, {})
-        recipe_model[options] = {**base, **overrides.get(options, {})}
-    recipe_model.update({k: v for k, v in overrides.items() if not k.endswith("_options")})
-
 
 def prepare_data(config: TrainConfig) -> tuple[SourceData, Splits]:
     source = load_source(config.dataset, image_size=config.image_size, aspect=config.aspect,

@@ -12,9 +12,10 @@ from upright.angles import circular_error
 from upright.correction import correct_paths
 from upright.data.rotated import protocol_angles
 from upright.evaluation import format_robustness, format_summary
-from upright.experiments import make_config, prepare_data, train_run
+from upright.experiments import prepare_data, train_run
 from upright.geometry import rotate_image
 from upright.predictors import load_predictor
+from upright.recipes import make_config
 
 SAMPLES = 16
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -14,6 +14,7 @@ from upright.angles import circular_mean
 from upright.models.backbones import BACKBONES
 from upright.models.heads import HEADS, AngleHead
 from upright.prepare import LEVELS
+from upright.settings import setting
 
 
 def gaussian_kernel(sigma: float, channels: int) -> torch.Tensor:
@@ -45,27 +46,36 @@ INPUT_MASKS = {"none": _no_mask, "circle": _circle_mask}
 class ModelSpec:
     """Everything needed to rebuild a model without pickles: names, options, input format."""
 
-    backbone: str = "seed_mnist"
-    head: str = "softsign180"
-    backbone_options: dict[str, Any] = field(default_factory=dict)
-    head_options: dict[str, Any] = field(default_factory=dict)
-    channels: int = 1
-    height: int = 28
-    width: int = 28
-    # Pixels are scaled to [0, 1] first; then (x - mean) / std per channel.
-    mean: list[float] = field(default_factory=lambda: [0.0])
-    std: list[float] = field(default_factory=lambda: [1.0])
-    # "circle": black outside the inscribed circle, applied to every input (train, test,
-    # correction) so the corners a rotation leaves carry no clue about the angle.
-    input_mask: str = "none"
-    # How non-square images are squared before resizing: "crop" (centre) or "pad" (black).
-    aspect: str = "crop"
-    # Per-image grey-level rule applied first, in every path (upright.prepare.LEVELS):
-    # "raw", "polarity" (dark-on-light images inverted) or "autocontrast" (and stretched).
-    levels: str = "raw"
-    # A fixed Gaussian blur (sigma in pixels, 0: none) after the levels, in every path: what
-    # a resampler, a JPEG or a scanner leaves at the pixel scale is gone before the network.
-    input_blur: float = 0.0
+    backbone: str = setting("seed_mnist", section="model", choices=sorted(BACKBONES),
+                            help="feature extractor (upright.models.backbones)")
+    head: str = setting("softsign180", section="model", choices=sorted(HEADS),
+                        help="output head and its loss (upright.models.heads)")
+    backbone_options: dict[str, Any] = setting(
+        factory=dict, section="model", flag="backbone-option", metavar="KEY=VALUE",
+        help="backbone constructor option, repeatable, e.g. dropout=0.2")
+    head_options: dict[str, Any] = setting(
+        factory=dict, section="model", flag="head-option", metavar="KEY=VALUE",
+        help="head option, repeatable, e.g. delta=3 or bins=720")
+    channels: int = setting(1, section="model", low=1, high=4, derived=True,
+                            help="input channels (from the data)")
+    height: int = setting(28, section="model", low=1, high=4096, derived=True,
+                          help="input height (from the data)")
+    width: int = setting(28, section="model", low=1, high=4096, derived=True,
+                         help="input width (from the data)")
+    mean: list[float] = setting(factory=lambda: [0.0], section="model",
+                                help="per-channel mean subtracted after scaling pixels to [0, 1]")
+    std: list[float] = setting(factory=lambda: [1.0], section="model", above=0.0,
+                               help="per-channel divisor after the mean")
+    input_mask: str = setting("none", section="model", choices=sorted(INPUT_MASKS),
+                              help="circle: black outside the inscribed circle in every path, "
+                                   "so a rotation's corners tell nothing")
+    aspect: str = setting("crop", section="model", choices=["crop", "pad"], derived=True,
+                          help="how non-square images are squared (from the data's setting)")
+    levels: str = setting("raw", section="model", choices=sorted(LEVELS),
+                          help="grey-level rule in front of the network, in every path: raw, "
+                               "polarity (negatives inverted) or autocontrast (and stretched)")
+    input_blur: float = setting(0.0, section="model", low=0.0, high=10.0, metavar="SIGMA",
+                                help="fixed Gaussian blur after the levels, in every path (pixels)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

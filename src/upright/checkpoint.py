@@ -14,6 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from upright import fileio
+from upright.errors import UserError
 from upright.models.model import AngleModel, ModelSpec
 
 WEIGHTS_FILE = "model.safetensors"
@@ -21,7 +22,7 @@ CONFIG_FILE = "model.json"
 FORMAT = "upright-model/1"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     """A model file is missing, corrupt or not an upright model."""
 
 

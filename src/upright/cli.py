@@ -1,4 +1,8 @@
-"""The ``upright`` command."""
+"""upright: learn the rotation angle of an image with a CNN and turn images back upright.
+
+Correct files with a shipped model (`upright correct photos/ -o upright/`), train your
+own on MNIST, the Olivetti faces or a folder of images (`upright train`), and see what a
+model does (`upright demo`). Each command has its own --help."""
 
 from __future__ import annotations
 
@@ -228,7 +232,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
                              jpeg_quality=args.jpeg_quality, batch_size=args.batch_size,
                              workers=args.workers, memory_budget=args.memory_budget << 20)
     if args.output is None and not args.dry_run:
-        raise ValueError("-o/--output is required (or use --dry-run)")
+        args.parser.error("the following arguments are required: -o/--output (or use --dry-run)")
     predictor = load_predictor(args.model, args.runtime, tta=args.tta)  # before any work
     # upright has its own pixel limit (imagefiles.MAX_PIXELS, a per-file error); Pillow's
     # lower warning threshold would only print noise for every big photo.
@@ -299,7 +303,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="upright", description=__doc__)
+    from upright import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="upright", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  upright demo\n  upright correct scans/ -o upright/ --canvas expand\n"
+               "  upright train --recipe mnist-fast --max-time 2m\n"
+               "  upright train --dataset folder:photos/ --image-size 64 --colour rgb")
+    parser.add_argument("--version", action="version", version=f"upright {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a recipe into a run folder, then evaluate it")
@@ -352,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_bounded(int, 1, 256),
                    help="decode/encode threads (default: the CPU count plus one)")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_correct)
+    p.set_defaults(func=cmd_correct, parser=p)
 
     p = sub.add_parser("export", help="export a run's model (ONNX) beside its checkpoint")
     p.add_argument("run", type=Path)
@@ -378,15 +389,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from upright.checkpoint import ModelLoadError
-    from upright.data.mirror import DataUnavailableError
-    from upright.imagefiles import ImageFileError
+    from upright.errors import UserError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    # RunFolderError (plots) is a FileNotFoundError.
-    except (DataUnavailableError, ModelLoadError, ImageFileError, OSError, ValueError) as exc:
+    # What the user gave (UserError: flags, files, folders, models, datasets) or the system
+    # refused (OSError: a missing or unreadable path) is one line; a bug keeps its traceback.
+    except (UserError, OSError) as exc:
         from upright.names import shown
 
         print(f"upright: error: {shown(str(exc))}", file=sys.stderr)

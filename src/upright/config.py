@@ -15,12 +15,13 @@ import math
 from dataclasses import Field, asdict, dataclass, fields
 from typing import Any
 
+from upright.errors import UserError
 from upright.geometry import CUBIC_A_RANGE, RESAMPLERS
 from upright.models.model import ModelSpec
 from upright.settings import parse_duration, setting
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A setting that does not exist or a value it cannot take; the message names the key."""
 
 

@@ -30,6 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from upright import fileio, imagefiles
+from upright.errors import UserError
 from upright.geometry import CANVAS_MODES, rotate_image, rotate_image_strips, rotation_matrix
 from upright.imagefiles import (
     CONVERTED_MODES,
@@ -56,12 +57,12 @@ FILE_ERRORS = (OSError, ValueError, ArithmeticError, MemoryError, EOFError, Synt
                struct.error, zlib.error, cv2.error, Image.DecompressionBombError)
 
 
-class OutputLocationError(ValueError):
+class OutputLocationError(UserError, ValueError):
     """The output folder would write into an input folder without permission, or cannot be
     written at all."""
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """The inputs cannot be corrected as given (a file twice, two files onto one output)."""
 
 
@@ -389,9 +390,9 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
     itself (or an interrupt) stops the batch after writing the report of the rows done."""
     options = options or CorrectOptions()
     if options.canvas not in CANVAS_MODES:
-        raise ValueError(f"unknown canvas {options.canvas!r}; choose from {', '.join(CANVAS_MODES)}")
+        raise InputError(f"unknown canvas {options.canvas!r}; choose from {', '.join(CANVAS_MODES)}")
     if outdir is None and not options.dry_run:
-        raise ValueError("an output folder is needed unless --dry-run")
+        raise InputError("an output folder is needed unless --dry-run")
     outdir = Path(outdir) if outdir is not None else None
     if outdir is not None:  # reports are written there in a dry run too
         check_output_location(paths, outdir, options.allow_input_folder)

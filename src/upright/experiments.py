@@ -23,6 +23,7 @@ from upright.data.rotated import (
     to_uint8_images,
 )
 from upright.data.source import SourceData, Splits, split_source
+from upright.errors import DatasetError, UserError
 from upright.evaluation import (
     blank_content_set,
     border_cue,
@@ -65,7 +66,7 @@ RUN_MARKERS = (CONFIG_FILE, "model.json", METRICS_FILE)
 MIN_SPLIT_IMAGES = 1  # each of train, validation and test needs at least this many sources
 
 
-class RunExistsError(ValueError):
+class RunExistsError(UserError, ValueError):
     """A run folder of that name is there already (and --overwrite was not given)."""
 
 
@@ -121,7 +122,7 @@ def _check_splits(config: TrainConfig, splits: Splits) -> None:
     short = [name for name, n in sizes.items() if n < MIN_SPLIT_IMAGES]
     if short:
         total = sum(sizes.values())
-        raise ValueError(f"{config.dataset}: {total} usable image(s) give "
+        raise DatasetError(f"{config.dataset}: {total} usable image(s) give "
                          + ", ".join(f"{n} {name}" for name, n in sizes.items())
                          + f"; every split needs at least {MIN_SPLIT_IMAGES} (add images)")
 

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from upright.errors import UserError
 from upright.pngstream import write_png
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -29,7 +30,7 @@ MAX_PIXELS = 150_000_000  # beyond this, a file is treated as a decompression bo
 EXIF_ORIENTATION = 0x0112
 
 
-class ImageFileError(ValueError):
+class ImageFileError(UserError, ValueError):
     """One file cannot be used; the message starts with the file's path."""
 
 

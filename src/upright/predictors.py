@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from upright import checkpoint, fileio
+from upright.errors import UserError
 from upright.models.model import AngleModel, ModelSpec
 
 ONNX_FILE = "model.onnx"
@@ -81,11 +82,11 @@ def load_predictor(path: str | Path, runtime: str = "torch", tta: bool = False) 
     """A predictor for a run or model folder (or shipped model name); errors are
     ModelLoadError, raised before any work."""
     if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+        raise UserError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
     folder = checkpoint.model_folder(path)
     if runtime == "onnx":
         if tta:
-            raise ValueError("--tta runs on the torch runtime only")
+            raise UserError("--tta runs on the torch runtime only")
         return OnnxPredictor(folder)
     model, _ = checkpoint.load(folder)
     return TorchPredictor(model, tta=tta)

@@ -9,12 +9,13 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from upright.data.source import SourceData
+from upright.errors import DatasetError
 
 ASPECT_POLICIES = ("crop", "pad")  # centre-crop to a square, or pad to one with black
 COLOUR_MODES = ("grey", "rgb")
 
 
-class FolderError(ValueError):
+class FolderError(DatasetError):
     """The folder holds no usable image."""
 
 

@@ -13,6 +13,8 @@ import zlib
 
 import numpy as np
 
+from upright.errors import UserError
+
 _HEADER_BYTES = 128
 MI_MATRIX, MI_COMPRESSED = 14, 15
 # Data element types that hold numbers, and their numpy types (without byte order).
@@ -24,7 +26,7 @@ _CLASS_NAMES = {1: "cell", 2: "struct", 3: "object", 4: "char", 5: "sparse"}
 _COMPLEX_FLAG = 0x0800
 
 
-class MatFileError(ValueError):
+class MatFileError(UserError, ValueError):
     """The bytes are not a MAT-file this reader can take."""
 
 

@@ -19,12 +19,14 @@ from typing import Any
 
 from tqdm import tqdm
 
+from upright.errors import UserError
+
 MIRROR_ENV = "UPRIGHT_DATA_MIRROR"
 CACHE_ENV = "UPRIGHT_CACHE_DIR"
 DOWNLOAD_TIMEOUT_S = 30
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(UserError, RuntimeError):
     """A dataset file could not be found, downloaded or verified."""
 
 

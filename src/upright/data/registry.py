@@ -9,6 +9,7 @@ from upright.data.folder import load_folder
 from upright.data.mnist import load_mnist
 from upright.data.olivetti import load_olivetti
 from upright.data.source import SourceData
+from upright.errors import DatasetError
 
 # Loaders without an argument ignore the options meant for folder sources.
 SOURCES: dict[str, Callable[..., SourceData]] = {
@@ -23,7 +24,7 @@ def load_source(spec: str, **options: Any) -> SourceData:
     test_fraction, seed)."""
     name, sep, argument = spec.partition(":")
     if name not in SOURCES:
-        raise ValueError(f"unknown dataset {spec!r}; known: mnist, olivetti, folder:PATH")
+        raise DatasetError(f"unknown dataset {spec!r}; known: mnist, olivetti, folder:PATH")
     if name == "folder" and not argument:
-        raise ValueError("a folder dataset needs a path: folder:PATH")
+        raise DatasetError("a folder dataset needs a path: folder:PATH")
     return SOURCES[name](argument, **options) if sep else SOURCES[name](**options)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from upright.errors import DatasetError
+
 
 @dataclass
 class SourceData:
@@ -72,7 +74,7 @@ def split_source(
     if limit is not None:
         pool, test = pool[:limit], test[:limit]
     if len(pool) == 0:
-        raise ValueError(f"{source.name}: no training images left after excluding {excluded}")
+        raise DatasetError(f"{source.name}: no training images left after excluding {excluded}")
     rng = np.random.default_rng(seed)
     shuffled = rng.permutation(pool)
     n_val = int(round(val_fraction * len(pool)))

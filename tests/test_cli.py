@@ -1,0 +1,47 @@
+"""Command-line manners: description, --version, usage errors, and bugs that stay bugs."""
+
+from __future__ import annotations
+
+import pytest
+
+import upright
+from upright import cli
+from upright.cli import main
+
+
+def test_version_and_a_real_description(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"upright {upright.__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "turn images back upright" in text and "upright correct scans/ -o upright/" in text
+
+
+def test_correct_without_an_output_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["correct", str(tmp_path)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: upright correct" in err and "-o/--output" in err
+
+
+def test_a_bug_in_upright_keeps_its_traceback_instead_of_a_one_line_message(tmp_path, monkeypatch):
+    """A ValueError from upright's own code is not a user error: it must not be dressed as one."""
+    def broken(args):
+        raise ValueError("an internal invariant failed")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    report = next(a for a in parser._actions if a.dest == "command").choices["report"]
+    report.set_defaults(func=broken)
+    with pytest.raises(ValueError, match="internal invariant"):
+        main(["report", str(tmp_path)])
+
+
+def test_a_user_error_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "no-such-run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("upright: error: ") and "no-such-run" in err and "\n" not in err

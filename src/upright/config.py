@@ -82,7 +82,7 @@ class TrainConfig:
     train_scale: list[float] = setting(factory=lambda: [1.0, 1.0], section="augment", above=0.0,
                                        high=4.0, length=2, metavar=("LOW", "HIGH"),
                                        help="pose: scale training images by a factor in this range")
-    train_blur: float = setting(0.0, section="augment", low=0.0, high=10.0, metavar="SIGMA",
+    train_blur: float = setting(0.0, section="augment", low=0.0, high=5.0, metavar="SIGMA",
                                 help="Gaussian blur of half the training images, sigma up to this (px)")
     train_gamma: float = setting(0.0, section="augment", low=0.0, high=2.0,
                                  help="random tone curve x ** g of training images, |log g| up to this")

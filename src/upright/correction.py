@@ -33,7 +33,6 @@ from upright import fileio, imagefiles
 from upright.errors import UserError
 from upright.geometry import CANVAS_MODES, rotate_image, rotate_image_strips, rotation_matrix
 from upright.imagefiles import (
-    CONVERTED_MODES,
     MAX_PIXELS,
     SKIPPED_SUFFIXES,
     SUFFIXES,
@@ -47,6 +46,7 @@ from upright.models.model import ModelSpec
 from upright.names import csv_cell, shown
 from upright.pngstream import write_png
 from upright.predictors import Predictor
+from upright.prepare import CONVERTED_MODES, prepare_image
 
 REPORT_CSV = "angles.csv"
 REPORT_JSON = "angles.json"
@@ -264,48 +264,11 @@ def check_writable(outdir: Path) -> None:
 
 
 def model_input(pixels: np.ndarray, spec: ModelSpec, mode: str | None = None) -> np.ndarray:
-    """Prepare decoded pixels like the training images: (C, H, W) float32 in [0, 1].
-
-    ``mode``: the decoded image's mode; CMYK, LAB and YCbCr pixels are turned into RGB by
-    Pillow before the model sees them, not read as R, G, B (and alpha)."""
-    x = pixels
-    converted = mode in CONVERTED_MODES and x.ndim == 3
-    if not converted and x.ndim == 3 and x.shape[2] in (2, 4):  # drop alpha
-        x = x[:, :, : x.shape[2] - 1]
-    if x.ndim == 3 and x.shape[2] == 1:
-        x = x[:, :, 0]
-    h, w = x.shape[:2]
-    if h != w and spec.aspect == "crop":  # square it the way folder training does
-        side = min(h, w)
-        top, left = (h - side) // 2, (w - side) // 2
-        x = x[top:top + side, left:left + side]
-    elif h != w:
-        # Pad after shrinking, as folder training does (ImageOps.pad): padding a 40000x40
-        # strip first would allocate 40000x40000 pixels.
-        scale = min(spec.width / w, spec.height / h)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        x = cv2.resize(np.ascontiguousarray(x), size, interpolation=interp)
-        if x.ndim == 3 and x.shape[2] == 1:
-            x = x[:, :, 0]
-        top, left = (spec.height - size[1]) // 2, (spec.width - size[0]) // 2
-        pad = [(top, spec.height - size[1] - top), (left, spec.width - size[0] - left)]
-        x = np.pad(x, pad + [(0, 0)] * (x.ndim - 2))
-    if x.shape[:2] != (spec.height, spec.width):
-        # Shrink before anything else: a 24-megapixel photo becomes a thumbnail first.
-        interp = cv2.INTER_AREA if x.shape[0] > spec.height else cv2.INTER_LINEAR
-        x = cv2.resize(np.ascontiguousarray(x), (spec.width, spec.height), interpolation=interp)
-    if converted:
-        x = np.asarray(Image.frombytes(mode, (spec.width, spec.height),
-                                       np.ascontiguousarray(x).tobytes()).convert("RGB"))
-    x = x.astype(np.float32) / (65535.0 if pixels.dtype == np.uint16 else 255.0)
-    if spec.channels == 1 and x.ndim == 3:
-        x = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)
-    elif spec.channels == 3 and x.ndim == 2:
-        x = np.repeat(x[:, :, None], 3, axis=2)
-    if x.ndim == 2:
-        x = x[:, :, None]
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    """Decoded pixels as the model takes them: (C, H, W) float32 in [0, 1], prepared by
+    ``upright.prepare.prepare_image`` exactly as folder training prepared its images."""
+    x = prepare_image(pixels, spec.height, spec.width, spec.channels, spec.aspect, mode)
+    x = x.astype(np.float32) / 255.0
+    return np.ascontiguousarray((x[:, :, None] if x.ndim == 2 else x).transpose(2, 0, 1))
 
 
 def _fill_for(decoded: DecodedImage, fill: tuple[int, ...]) -> tuple[float, ...]:

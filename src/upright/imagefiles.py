@@ -19,13 +19,12 @@ from PIL import Image, ImageOps
 
 from upright.errors import UserError
 from upright.pngstream import write_png
+from upright.prepare import CONVERTED_MODES
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
 # Image files a folder walk lists as skipped rather than passing over in silence.
 SKIPPED_SUFFIXES = {".gif": "GIF is not supported (palette colours, often animated)"}
-# Colour spaces kept in the output but turned into RGB (by Pillow) for the model to see.
-CONVERTED_MODES = ("CMYK", "LAB", "YCbCr")
 MAX_PIXELS = 150_000_000  # beyond this, a file is treated as a decompression bomb
 EXIF_ORIENTATION = 0x0112
 

@@ -1,4 +1,9 @@
-"""What the model sees: grey levels made comparable before the network.
+"""What the model sees: an image file's pixels prepared to the model's input, and grey
+levels made comparable before the network.
+
+``prepare_image`` is the one way from decoded pixels (any size, mode and bit depth) to the
+model's input size and channels: folder sources, correction, the API and the benches all
+call it, so a model trained on a folder sees its files exactly as it saw them in training.
 
 A digit can be light on black (MNIST) or dark on white paper (a scan); a photo can be dim
 or washed out. ``LEVELS`` names the per-image rules a model can apply to its float input
@@ -16,7 +21,68 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
+
+# Modes whose channels are not R, G, B: converted to RGB (by Pillow) before the model sees them.
+CONVERTED_MODES = ("CMYK", "LAB", "YCbCr")
+ASPECT_POLICIES = ("crop", "pad")  # centre-crop to a square, or pad to one with black
+
+
+def prepare_image(pixels: np.ndarray, height: int, width: int, channels: int, aspect: str = "crop",
+                  mode: str | None = None) -> np.ndarray:
+    """Decoded pixels -> uint8 (height, width) or (height, width, 3), as the model sees them.
+
+    Alpha is dropped; a non-square image is centre-cropped (``aspect="crop"``) or shrunk
+    and padded with black (``"pad"``: padding a 40000x40 strip first would allocate
+    40000x40000 pixels); then area-averaged down (or bilinear up) to the model size; CMYK,
+    LAB and YCbCr (``mode``) turned into RGB; 16 bits rounded to 8; colour made grey with
+    the ITU-R 601 weights where the model takes one channel."""
+    import cv2  # here, not at the top: training processes never need OpenCV
+    from PIL import Image
+
+    if aspect not in ASPECT_POLICIES:
+        raise ValueError(f"aspect must be one of {ASPECT_POLICIES}, got {aspect!r}")
+    x = pixels
+    converted = mode in CONVERTED_MODES and x.ndim == 3
+    if not converted and x.ndim == 3 and x.shape[2] in (2, 4):  # drop alpha
+        x = x[:, :, : x.shape[2] - 1]
+    if x.ndim == 3 and x.shape[2] == 1:
+        x = x[:, :, 0]
+    h, w = x.shape[:2]
+    if h != w and aspect == "crop":
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        x = x[top:top + side, left:left + side]
+    elif h != w:
+        scale = min(width / w, height / h)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        x = _resize(cv2, x, size)
+        top, left = (height - size[1]) // 2, (width - size[0]) // 2
+        pad = [(top, height - size[1] - top), (left, width - size[0] - left)]
+        x = np.pad(x, pad + [(0, 0)] * (x.ndim - 2))
+    if x.shape[:2] != (height, width):
+        x = _resize(cv2, x, (width, height))
+    if x.dtype == np.uint16:
+        x = ((x.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif x.dtype != np.uint8:
+        raise ValueError(f"expected 8- or 16-bit pixels, got {x.dtype}")
+    if converted:
+        x = np.asarray(Image.frombytes(mode, (width, height), np.ascontiguousarray(x).tobytes())
+                       .convert("RGB"))
+    if channels == 1 and x.ndim == 3:
+        x = cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2GRAY)
+    elif channels == 3 and x.ndim == 2:
+        x = np.repeat(x[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(x)
+
+
+def _resize(cv2, x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-average when shrinking (a 24-megapixel photo becomes a thumbnail without
+    aliasing), bilinear when enlarging; keeps a single channel axis off."""
+    interp = cv2.INTER_AREA if size[0] < x.shape[1] or size[1] < x.shape[0] else cv2.INTER_LINEAR
+    out = cv2.resize(np.ascontiguousarray(x), size, interpolation=interp)
+    return out[:, :, 0] if out.ndim == 3 and out.shape[2] == 1 else out
 
 # Robust ends of an image's range: the 2nd and 98th percentiles, not min and max, so a few
 # noisy pixels do not decide.

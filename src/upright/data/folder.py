@@ -6,13 +6,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from upright.data.source import SourceData
 from upright.errors import DatasetError
+from upright.prepare import ASPECT_POLICIES, prepare_image
 
-ASPECT_POLICIES = ("crop", "pad")  # centre-crop to a square, or pad to one with black
-COLOUR_MODES = ("grey", "rgb")
+COLOUR_MODES = {"grey": 1, "rgb": 3}  # -> channels
 
 
 class FolderError(DatasetError):
@@ -20,15 +19,11 @@ class FolderError(DatasetError):
 
 
 def _prepare(path: Path, size: int, aspect: str, colour: str) -> np.ndarray:
-    with Image.open(path) as opened:
-        opened.load()
-        image = ImageOps.exif_transpose(opened)
-    image = image.convert("L" if colour == "grey" else "RGB")
-    if aspect == "crop":
-        image = ImageOps.fit(image, (size, size), Image.BILINEAR)
-    else:
-        image = ImageOps.pad(image, (size, size), Image.BILINEAR, color=0)
-    return np.asarray(image, dtype=np.uint8)
+    """The file as correction reads it (upright.imagefiles), prepared by the same function."""
+    from upright.imagefiles import read_image  # here: OpenCV only once a folder is read
+
+    decoded = read_image(path)
+    return prepare_image(decoded.pixels, size, size, COLOUR_MODES[colour], aspect, decoded.mode)
 
 
 def load_folder(path: str, image_size: int = 64, aspect: str = "crop", colour: str = "grey",
@@ -47,8 +42,9 @@ def load_folder(path: str, image_size: int = 64, aspect: str = "crop", colour: s
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
         try:
             images.append(_prepare(file, image_size, aspect, colour))
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            skipped.append(f"{file} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+        except (OSError, ValueError) as exc:  # ImageFileError names the file and the problem
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            skipped.append(text if text.startswith(str(file)) else f"{file} ({text})")
     if skipped:
         print(f"upright: warning: skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}",
               file=sys.stderr)

@@ -74,7 +74,7 @@ class ModelSpec:
     levels: str = setting("raw", section="model", choices=sorted(LEVELS),
                           help="grey-level rule in front of the network, in every path: raw, "
                                "polarity (negatives inverted) or autocontrast (and stretched)")
-    input_blur: float = setting(0.0, section="model", low=0.0, high=10.0, metavar="SIGMA",
+    input_blur: float = setting(0.0, section="model", low=0.0, high=5.0, metavar="SIGMA",
                                 help="fixed Gaussian blur after the levels, in every path (pixels)")
 
     def to_dict(self) -> dict[str, Any]:

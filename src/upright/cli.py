@@ -276,7 +276,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from upright.demo import demo
 
-    demo(args.output, args.model, args.count, progress=not args.no_progress)
+    demo(args.output, args.model, args.count, progress=not args.no_progress, full=not args.samples_only)
     return 0
 
 
@@ -370,11 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="onnx", choices=["onnx"])
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("demo", help="rotate sample test digits, correct them with the shipped "
+    p = sub.add_parser("demo", help="turn sample test images shipped with upright, correct them with the "
                        "model, write a before/after grid and the test metrics")
     p.add_argument("-o", "--output", type=Path, default=Path("upright-demo"))
     p.add_argument("--model", default="mnist", help="shipped model name or run folder")
-    p.add_argument("--count", type=int, default=64, help="sample digits to rotate and correct")
+    p.add_argument("--count", type=_bounded(int, 1, 500), default=64,
+                   help="sample images to turn and correct (shipped in the package; default 64)")
+    p.add_argument("--samples-only", action="store_true",
+                   help="skip the full test protocol (which needs the dataset)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
 

@@ -227,6 +227,32 @@ def before_after_grid(run_dir: Path, out: Path) -> Path:
     return _save(fig, out)
 
 
+def labelled_before_after(before: list[np.ndarray], after: list[np.ndarray], predicted: np.ndarray,
+                          true: np.ndarray, out: Path, columns: int = 8) -> Path:
+    """Pairs of images as given and as corrected, each labelled with the predicted turn and
+    the true one, so the picture reads without a manual."""
+    h, w = before[0].shape[:2]
+    gap = np.full((h, 2), 255, np.uint8)
+    pairs = [np.concatenate([b, gap, a], 1) for b, a in zip(before, after, strict=True)]
+    rows = -(-len(pairs) // columns)
+    cell_h, cell_w = h + 12, 2 * w + 10  # room for the label under each pair
+    canvas = np.full((rows * cell_h, columns * cell_w), 255, np.uint8)
+    for i, pair in enumerate(pairs):
+        r, c = divmod(i, columns)
+        canvas[r * cell_h + 1: r * cell_h + 1 + h, c * cell_w + 4: c * cell_w + 4 + pair.shape[1]] = pair
+    fig, ax = plt.subplots(figsize=(columns * 1.5, rows * 0.85 + 0.6))
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    for i in range(len(pairs)):
+        r, c = divmod(i, columns)
+        ax.text(c * cell_w + cell_w / 2, r * cell_h + h + 6.5, f"{predicted[i]:+.0f}° (true {true[i]:+.0f}°)",
+                ha="center", va="center", fontsize=6)
+    ax.set_title("each pair: as given (left), corrected by upright (right); "
+                 "predicted turn (true turn)", fontsize=9)
+    ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
 PLOTS: dict[str, Callable[[Path, Path], Path]] = {
     "learning_curves": learning_curves,
     "fixed_angles": fixed_angle_plots,

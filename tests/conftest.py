@@ -1,4 +1,5 @@
-"""Shared fixtures: the local data mirror and one tiny trained run reused by many tests."""
+"""Shared fixtures: the local data mirror, and one tiny trained run on synthetic glyphs
+(no dataset needed) reused by the correction, report and checkpoint tests."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from support import TINY_RUN, write_glyph_folder
 
 REPO = Path(__file__).resolve().parents[1]
 _LOCAL_MIRROR = REPO.parent / "shared" / "data"
@@ -15,27 +18,19 @@ if not os.environ.get("UPRIGHT_DATA_MIRROR") and _LOCAL_MIRROR.is_dir():
     os.environ["UPRIGHT_DATA_MIRROR"] = str(_LOCAL_MIRROR)
 
 
-def _have_mirror(*parts: str) -> bool:
-    mirror = os.environ.get("UPRIGHT_DATA_MIRROR")
-    return bool(mirror) and Path(mirror, *parts).exists()
-
-
-needs_mnist = pytest.mark.skipif(not _have_mirror("mnist"),
-                                 reason="UPRIGHT_DATA_MIRROR with mnist/ not available")
+@pytest.fixture(scope="session")
+def glyph_folder(tmp_path_factory) -> Path:
+    """60 upright synthetic glyphs as PNG files: a folder dataset any machine can make."""
+    return write_glyph_folder(tmp_path_factory.mktemp("data") / "glyphs", count=60)
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    """A published-network run on 800 MNIST images, trained for a few short epochs."""
-    if not _have_mirror("mnist"):
-        pytest.skip("UPRIGHT_DATA_MIRROR with mnist/ not available")
+def tiny_run(tmp_path_factory, glyph_folder) -> Path:
+    """The published network trained for four short epochs on the glyph folder."""
     from upright.experiments import train_run
     from upright.recipes import make_config
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    config = make_config("mnist-published", {
-        "limit": 800, "max_epochs": 4, "angles_per_epoch": 8, "val_angles": 2,
-        "test_angles": 4, "train_eval_images": 200, "batch_size": 128, "seed": 3,
-    })
+    config = make_config("mnist-published", {**TINY_RUN, "dataset": f"folder:{glyph_folder}"})
     train_run(config, run_dir, progress=False)
     return run_dir

@@ -1,13 +1,14 @@
 import json
 
+from support import TINY_RUN
 from upright.compare import SEAM_ANGLES, compare
 from upright.models.heads import HEADS
 
 
-def test_tiny_compare_writes_a_row_per_head(tmp_path):
+def test_tiny_compare_writes_a_row_per_head(tmp_path, glyph_folder):
     heads = sorted(HEADS)
-    overrides = {"limit": 150, "max_epochs": 1, "angles_per_epoch": 2, "val_angles": 1,
-                 "test_angles": 2, "train_eval_images": 50, "batch_size": 64, "grid_images": 4}
+    overrides = {**TINY_RUN, "dataset": f"folder:{glyph_folder}", "max_epochs": 1,
+                 "angles_per_epoch": 2, "val_angles": 1, "test_angles": 2, "grid_images": 4}
     result = compare(heads, runs=1, out_dir=tmp_path / "cmp", overrides=overrides,
                      progress=False, report=False)
     saved = json.loads((tmp_path / "cmp" / "compare.json").read_text())

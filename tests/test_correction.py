@@ -17,7 +17,7 @@ def _digest(path):
 
 @pytest.fixture
 def digit_files(tiny_run, tmp_path):
-    """Rotated MNIST test digits as PNG and JPEG files, one upscaled, in a nested folder."""
+    """Turned test images of the tiny run as PNG and JPEG files, one upscaled, in a nested folder."""
     _, splits = prepare_data(load_run_config(tiny_run))
     folder = tmp_path / "inputs"
     (folder / "nested").mkdir(parents=True)

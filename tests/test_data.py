@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import needs_mnist
+from support import needs_mnist
 from upright.data import mnist
 from upright.data.mirror import CACHE_ENV, MIRROR_ENV, DataUnavailableError
 from upright.data.registry import load_source

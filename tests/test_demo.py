@@ -48,7 +48,7 @@ def test_demo_corrects_shipped_samples_offline_and_says_how_to_get_the_full_prot
 
 def test_demo_keeps_to_the_digits_its_model_was_trained_for(tmp_path, no_dataset):
     out = tmp_path / "demo"
-    assert main(["demo", "-o", str(out), "--count", "500", "--samples-only", "--no-progress"]) == 0
+    assert main(["demo", "-o", str(out), "--count", "150", "--samples-only", "--no-progress"]) == 0
     samples = load_samples("mnist")
     by_index = dict(zip(samples.indices.tolist(), samples.groups.tolist(), strict=True))
     digits = {by_index[int(p.name[4:9])] for p in (out / "rotated").glob("*.png")}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import needs_mnist
+from support import needs_mnist
 from upright.cli import main
 from upright.shipped import shipped_model
 

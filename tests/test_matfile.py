@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from conftest import _have_mirror
+from support import have_mirror as _have_mirror
 from upright.data.matfile import MatFileError, read_mat
 
 scipy_io = pytest.importorskip("scipy.io")

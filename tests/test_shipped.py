@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import _have_mirror
+from support import have_mirror as _have_mirror
 from upright.angles import circular_error
 from upright.data.rotated import protocol_set, to_float_images
 from upright.experiments import prepare_data

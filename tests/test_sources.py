@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import _have_mirror
+from support import have_mirror as _have_mirror
 from upright.cli import main
 from upright.data.folder import FolderError, load_folder
 from upright.data.registry import load_source

@@ -33,10 +33,10 @@ def test_run_folder_holds_config_checkpoint_and_metrics(tiny_run):
     model_json = json.loads((tiny_run / "model.json").read_text())
     assert model_json["model"]["backbone"] == "seed_mnist"
     assert model_json["model"]["head"] == "softsign180"
-    assert model_json["data"]["images"]["test"] == 800
+    assert model_json["data"]["images"]["test"] == 15  # a quarter of the 60 glyph files
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     test = metrics["test"]
-    assert test["count"] == 800 * 4
+    assert test["count"] == 15 * 4
     for key in ("circular_mae", "linear_mae", "median_error", "p95_error",
                 "within_1", "within_2", "within_5", "within_10"):
         assert np.isfinite(test[key])
@@ -46,8 +46,10 @@ def test_run_folder_holds_config_checkpoint_and_metrics(tiny_run):
     assert sorted(int(a) for a in per_angle) == sorted(
         [-175, -150, -120, -90, -60, -25, 0, 25, 60, 90, 120, 150, 175])
     assert model_json["metrics"]["test"] == test
-    config = json.loads((tiny_run / "config.json").read_text())
-    assert config["seed"] == 3 and config["batch_size"] == 128
+    # config.json is the whole config: reading it back gives the run's data protocol again.
+    config = load_run_config(tiny_run)
+    assert config.to_dict() == json.loads((tiny_run / "config.json").read_text())
+    assert len(prepare_data(config)[1].test) == model_json["data"]["images"]["test"]
 
 
 def test_checkpoint_round_trip_gives_identical_predictions(tiny_run, tmp_path):
@@ -102,7 +104,7 @@ def test_loading_never_unpickles(tiny_run, monkeypatch):
 
 def test_blank_content_check_returns_numbers(tiny_run):
     blank = json.loads((tiny_run / "metrics.json").read_text())["blank_content"]
-    assert blank["count"] == 800 * 4
+    assert blank["count"] == 15 * 4
     assert 0 <= blank["circular_mae"] <= 180
     assert 0 <= blank["within_5_modulo_90"] <= 1
 
@@ -137,18 +139,15 @@ def test_cosine_schedule_follows_the_clock_under_a_time_budget():
     assert cosine_factor(20, 10_000, 10, elapsed=60.0) > 0.99
 
 
-def test_run_stopped_by_the_clock_still_validates_its_final_weights(tmp_path):
-    from conftest import _have_mirror
-
-    if not _have_mirror("mnist"):
-        pytest.skip("UPRIGHT_DATA_MIRROR with mnist/ not available")
+def test_run_stopped_by_the_clock_still_validates_its_final_weights(tmp_path, glyph_folder):
+    from support import TINY_RUN
     from upright.experiments import train_run
     from upright.recipes import make_config
 
     # One epoch would take far longer than the budget: only the clock can stop it.
     config = make_config("mnist-compact", {
-        "limit": 600, "max_epochs": 5, "angles_per_epoch": 400, "val_angles": 2,
-        "test_angles": 2, "train_eval_images": 50, "batch_size": 64, "max_time": 4.0})
+        **TINY_RUN, "dataset": f"folder:{glyph_folder}", "max_epochs": 5, "angles_per_epoch": 1000,
+        "max_time": 2.0})
     metrics = train_run(config, tmp_path / "run", progress=False, report=False)
     assert metrics["training"]["stopped_by"] == "max_time"
     assert metrics["training"]["best_epoch"] is not None  # the end-of-budget validation counted

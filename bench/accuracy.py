@@ -19,26 +19,22 @@ from pathlib import Path
 
 from upright import checkpoint, robustness
 from upright.cli import parse_duration
-from upright.data.rotated import RotatedSet, protocol_set
-from upright.demo import RECIPE_OF_DATASET
+from upright.data.rotated import RotatedSet
 from upright.evaluation import predict_set, robustness_metrics, summarise
-from upright.experiments import prepare_data, train_run
+from upright.experiments import prepare_data, protocol_test_set, saved_model_protocol, train_run
 from upright.recipes import RECIPES, make_config
 
 
-def protocol_test_set(config: dict) -> tuple[str, RotatedSet]:
+def saved_protocol(config: dict) -> tuple[str, RotatedSet]:
     """The dataset a saved model was trained on, and its full published test set."""
-    dataset = config.get("data", {}).get("dataset", "mnist")
-    recipe = make_config(RECIPE_OF_DATASET.get(dataset, "mnist-published"))
+    recipe = saved_model_protocol(config)
     _, splits = prepare_data(recipe)
-    return dataset, protocol_set(splits.test.images, splits.test.indices, recipe.test_angles,
-                                 recipe.eval_seed)
+    return recipe.dataset, protocol_test_set(recipe, splits)
 
 
 def suite_items(config: dict) -> tuple[RotatedSet, int]:
     """The robustness suite's items for a saved model's dataset, and their seed."""
-    dataset = config.get("data", {}).get("dataset", "mnist")
-    recipe = make_config(RECIPE_OF_DATASET.get(dataset, "mnist-published"))
+    recipe = saved_model_protocol(config)
     _, splits = prepare_data(recipe)
     return robustness.suite_items(splits.test.images, splits.test.indices, recipe.suite_angles,
                                   recipe.eval_seed), recipe.eval_seed
@@ -46,7 +42,7 @@ def suite_items(config: dict) -> tuple[RotatedSet, int]:
 
 def evaluate_model(folder: Path, every: int = 1) -> dict:
     model, config = checkpoint.load(folder)
-    dataset, test = protocol_test_set(config)
+    dataset, test = saved_protocol(config)
     test = RotatedSet(test.images, test.source[::every], test.angles[::every])
     out: dict = {"dataset": dataset, "model": str(folder), "backbone": model.spec.backbone,
                  "head": model.spec.head, "levels": model.spec.levels}

@@ -15,6 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from upright.runs import RunFolder
 from upright.shipped import SHIPPED_MODELS
 
 
@@ -64,9 +65,8 @@ def _tta_lines(accuracy: dict | None, name: str) -> list[str]:
 
 
 def card(run: Path, name: str, accuracy: dict | None = None, limitations: str = "") -> str:
-    model = json.loads((run / "model.json").read_text())
-    metrics = json.loads((run / "metrics.json").read_text())
-    config = json.loads((run / "config.json").read_text())
+    folder = RunFolder(run)
+    model, metrics, config = folder.model_info(), folder.metrics(), folder.config_dict()
     test, training = metrics["test"], metrics["training"]
     spec = model["model"]
     return "\n".join([
@@ -128,7 +128,7 @@ def main() -> int:
     limitations = args.limitations.read_text() if args.limitations else ""
     dest = SHIPPED_MODELS[name]
     dest.mkdir(parents=True, exist_ok=True)
-    for file in ("model.safetensors", "model.json"):
+    for file in (RunFolder.WEIGHTS, RunFolder.MODEL_INFO):
         shutil.copyfile(run / file, dest / file)
     (dest / "MODEL_CARD.md").write_text(card(run, name, accuracy, limitations))
     print(f"shipped {run} as {name}: {dest}")

@@ -6,8 +6,9 @@ import pytest
 from PIL import Image
 
 from upright.cli import main
-from upright.plots import PLOTS, RunFolderError, draw_all
+from upright.plots import PLOTS, draw_all
 from upright.report import write_report
+from upright.runs import RunFolderError
 
 EXPECTED_SIZES = {  # figure size x 100 dpi
     "learning_curves": (1100, 420),

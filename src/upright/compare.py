@@ -16,8 +16,9 @@ from upright import checkpoint, fileio
 from upright.angles import circular_error
 from upright.data.rotated import FIXED_ANGLES, fixed_angle_set
 from upright.evaluation import per_angle, predict_set, summarise
-from upright.experiments import PREDICTIONS_FILE, prepare_data, train_run
+from upright.experiments import prepare_data, train_run
 from upright.recipes import make_config
+from upright.runs import RunFolder
 
 # The fixed angles plus the neighbours of the seam at +-180.
 SEAM_ANGLES = tuple(sorted(set(FIXED_ANGLES) | {-180, -179, -178, 178, 179, -170, 170}))
@@ -27,9 +28,9 @@ SEAM_IMAGES = 1000  # test images shown at every seam angle
 
 def run_metrics(run_dir: Path, seam_images: np.ndarray, batch_size: int, fill: float) -> dict:
     """One run's numbers for the comparison table."""
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    with np.load(run_dir / PREDICTIONS_FILE, allow_pickle=False) as data:
-        true, pred = data["test_true"], data["test_pred"]
+    run = RunFolder(run_dir)
+    metrics, predictions = run.metrics(), run.predictions()
+    true, pred = predictions["test_true"], predictions["test_pred"]
     near = np.abs(true) > NEAR_SEAM
     err = circular_error(pred.astype(np.float64), true.astype(np.float64))
     model, _ = checkpoint.load(run_dir)
@@ -70,7 +71,7 @@ def compare(heads: list[str], runs: int, out_dir: str | Path, recipe: str = "mni
             model = {**overrides.get("model", {}), "head": head}
             config = make_config(recipe, {**overrides, "model": model, "seed": seed})
             run_dir = out_dir / f"{head}-seed{seed}"
-            if (run_dir / "metrics.json").is_file():  # finished earlier: resume, not redo
+            if RunFolder(run_dir).file(RunFolder.METRICS).is_file():  # finished earlier: resume
                 if progress:
                     print(f"[compare] {head} run {seed + 1}/{runs}: kept {run_dir}", flush=True)
             else:

@@ -20,17 +20,15 @@ from upright.angles import circular_error
 from upright.correction import CorrectOptions, correct_paths
 from upright.data.mirror import MIRROR_ENV, DataUnavailableError
 from upright.data.mnist import DEFAULT_EXCLUDED_DIGITS
-from upright.data.rotated import protocol_angles, protocol_set
+from upright.data.rotated import protocol_angles
 from upright.data.samples import load_samples
 from upright.errors import UserError
 from upright.evaluation import format_summary, predict_set, summarise
-from upright.experiments import prepare_data
+from upright.experiments import RECIPE_OF_DATASET, prepare_data, protocol_test_set, saved_model_protocol
 from upright.geometry import PROTOCOL_CENTRE, rotate_image
 from upright.plots import labelled_before_after
 from upright.predictors import load_predictor
-from upright.recipes import make_config
 
-RECIPE_OF_DATASET = {"mnist": "mnist-published", "olivetti": "faces-published"}
 DEFAULT_EXCLUDED = {"mnist": DEFAULT_EXCLUDED_DIGITS, "olivetti": ()}
 
 
@@ -89,15 +87,14 @@ def demo(outdir: Path, model: str = "mnist", count: int = 64, seed: int = 0,
 def _full_protocol(dataset: str, data: dict, predictor, progress: bool) -> dict | None:
     """The model on the whole published test protocol, as its card states it; None (and how
     to get the data) when the dataset cannot be had."""
-    overrides = {k: data.get(k) for k in ("excluded_groups", "test_angles", "eval_seed")}
-    config = make_config(RECIPE_OF_DATASET[dataset], overrides)
+    config = saved_model_protocol({"data": data})
     try:
         _, splits = prepare_data(config)
     except DataUnavailableError as exc:
         print(f"full test protocol skipped: {exc}\n  (it needs the {dataset} files: a network "
               f"connection, or {MIRROR_ENV} naming a folder that holds them)")
         return None
-    full = protocol_set(splits.test.images, splits.test.indices, config.test_angles, config.eval_seed)
+    full = protocol_test_set(config, splits)
     pred = predict_set(predictor.model, full, 2048, desc="test protocol" if progress else None)
     test = summarise(pred, full.angles)
     print(f"full test protocol: {format_summary(test)}")

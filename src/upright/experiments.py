@@ -1,17 +1,16 @@
-"""Named recipes and whole jobs: train a run folder, evaluate it, report its numbers."""
+"""Whole jobs: train a run folder, evaluate a model on its data protocol, re-evaluate a run."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from upright import checkpoint, fileio, robustness
+from upright import checkpoint, robustness
 from upright.config import TrainConfig
 from upright.data.registry import load_source
 from upright.data.rotated import (
@@ -23,7 +22,7 @@ from upright.data.rotated import (
     to_uint8_images,
 )
 from upright.data.source import SourceData, Splits, split_source
-from upright.errors import DatasetError, UserError
+from upright.errors import DatasetError
 from upright.evaluation import (
     blank_content_set,
     border_cue,
@@ -34,12 +33,13 @@ from upright.evaluation import (
 )
 from upright.geometry import rotate_batch
 from upright.models.model import AngleModel
+from upright.runs import RunExistsError, RunFolder
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.npz"
-SAMPLES_FILE = "samples.npz"
+__all__ = ["RunExistsError", "train_run", "evaluate", "evaluate_run", "prepare_data",
+           "protocol_test_set", "saved_model_protocol"]
+
 BLANK_CONTENT_IMAGES = 1000  # test images whose blanked copies measure the border cue
+
 
 def prepare_data(config: TrainConfig) -> tuple[SourceData, Splits]:
     source = load_source(config.dataset, image_size=config.image_size, aspect=config.aspect,
@@ -61,13 +61,7 @@ def fit_input_format(config: TrainConfig, source: SourceData) -> None:
         config.model.std = [config.model.std[0]] * config.model.channels
 
 
-# A run folder holds one of these; a folder with none of them is not replaced by --overwrite.
-RUN_MARKERS = (CONFIG_FILE, "model.json", METRICS_FILE)
 MIN_SPLIT_IMAGES = 1  # each of train, validation and test needs at least this many sources
-
-
-class RunExistsError(UserError, ValueError):
-    """A run folder of that name is there already (and --overwrite was not given)."""
 
 
 def train_run(config: TrainConfig, run_dir: str | Path, progress: bool = True, report: bool = True,
@@ -75,45 +69,37 @@ def train_run(config: TrainConfig, run_dir: str | Path, progress: bool = True, r
     """Train a recipe into ``run_dir``, then evaluate it (and write its report unless told
     not to); returns metrics.json's content. Without ``overwrite`` an existing run folder is
     an error; with it, the old run is removed first so nothing stale is left beside the new
-    one. A run that fails leaves no folder behind it made."""
+    one. A run that fails leaves no folder behind it made. Each file is written once."""
     from upright.training import fit  # Lightning is slow to import: only when training
 
-    run_dir = Path(run_dir)
-    _claim_run_folder(run_dir, overwrite)
+    run = RunFolder(run_dir)
+    if run.path.exists() and any(run.path.iterdir()) and not overwrite:
+        run.claim(overwrite)  # refuses before the data is read
     source, splits = prepare_data(config)
     _check_splits(config, splits)
     fit_input_format(config, source)
     del source  # the splits hold copies; the whole source would only add to peak memory
-    created = not run_dir.exists()
+    created = run.claim(overwrite)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        fileio.write_json(run_dir / CONFIG_FILE, config.to_dict())
+        run.write_config(config)
         torch.manual_seed(config.seed)
         model = AngleModel(config.model)
-        training = fit(model, splits, config, run_dir, progress=progress)
-        info = {"data": _data_info(config, splits), "training": training,
-                "made_by": made_by(command)}
-        checkpoint.save(run_dir, model, info)
+        training = fit(model, splits, config, run.path, progress=progress)
+        result = evaluate(model, splits, config, progress)
+        result.metrics["training"] = training
+        checkpoint.save(run.path, model, {"data": _data_info(config, splits), "training": training,
+                                          "made_by": made_by(command),
+                                          "metrics": card_metrics(result.metrics)})
+        _write_evaluation(run, result)
     except BaseException:
         if created:  # nothing half-made: the folder this run made goes with it
-            shutil.rmtree(run_dir, ignore_errors=True)
+            run.remove()
         raise
-    return evaluate_run(run_dir, model=model, splits=splits, progress=progress, report=report)
+    if report:
+        from upright.report import write_report  # matplotlib: only when drawing
 
-
-def _claim_run_folder(run_dir: Path, overwrite: bool) -> None:
-    if not run_dir.exists():
-        return
-    if not run_dir.is_dir():
-        raise RunExistsError(f"{run_dir}: exists and is not a folder")
-    if not any(run_dir.iterdir()):
-        return
-    if not overwrite:
-        raise RunExistsError(f"{run_dir}: a run of that name exists; pass --overwrite to replace "
-                             "it or --name to choose another")
-    if not any((run_dir / marker).exists() for marker in RUN_MARKERS):
-        raise RunExistsError(f"{run_dir}: exists and is not a run folder; not replacing it")
-    shutil.rmtree(run_dir)
+        write_report(run.path)
+    return result.metrics
 
 
 def _check_splits(config: TrainConfig, splits: Splits) -> None:
@@ -148,47 +134,65 @@ def _data_info(config: TrainConfig, splits: Splits) -> dict[str, Any]:
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing (is {run_dir} a run folder?)")
-    return TrainConfig.from_dict(json.loads(path.read_text()))
+    return RunFolder(run_dir).config()
 
 
-def evaluate_run(run_dir: str | Path, model: AngleModel | None = None,
-                 splits: Splits | None = None, progress: bool = True,
-                 report: bool = True) -> dict[str, Any]:
-    """Evaluate a run's model on its data protocol; writes metrics.json and predictions.npz."""
-    run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
-    if model is None:
-        model, _ = checkpoint.load(run_dir)
-    if splits is None:
-        _, splits = prepare_data(config)
+def protocol_test_set(config: TrainConfig, splits: Splits) -> RotatedSet:
+    """The published test protocol of a config: every test image at ``test_angles`` seeded
+    integer angles (``eval_seed``). The one definition for evaluation, demo and benches."""
+    return protocol_set(splits.test.images, splits.test.indices, config.test_angles, config.eval_seed)
+
+
+RECIPE_OF_DATASET = {"mnist": "mnist-published", "olivetti": "faces-published"}
+
+
+def saved_model_protocol(info: dict[str, Any]) -> TrainConfig:
+    """The data protocol a saved model (its model.json) was evaluated on: its dataset's
+    published recipe with the model's own class exclusion, test angles and seed."""
+    from upright.recipes import make_config
+
+    data = info.get("data", {})
+    dataset = data.get("dataset", "mnist")
+    if dataset not in RECIPE_OF_DATASET:
+        raise DatasetError(f"the model was trained on {dataset!r}: no published protocol to rebuild")
+    overrides = {k: data.get(k) for k in ("excluded_groups", "test_angles", "eval_seed")}
+    return make_config(RECIPE_OF_DATASET[dataset], overrides)
+
+
+@dataclass
+class Evaluation:
+    """What evaluating a model on its data protocol found; nothing is written."""
+
+    metrics: dict[str, Any]
+    predictions: dict[str, np.ndarray]
+    samples: dict[str, np.ndarray]
+
+
+def evaluate(model: AngleModel, splits: Splits, config: TrainConfig, progress: bool = True) -> Evaluation:
+    """The model on the test protocol, a sample of training images, the fixed angles, the
+    blank-content check and the robustness suite; plus the before/after grid's samples."""
     started = time.perf_counter()
     bs, fill = config.eval_batch_size, config.fill
 
-    def run_set(name, images, source_ids, angles_per_image, seed):
-        rotated = protocol_set(images, source_ids, angles_per_image, seed)
-        pred = predict_set(model, rotated, bs, fill, desc=f"evaluate {name}" if progress else None)
-        return rotated, pred
+    def run_set(name, rotated):
+        return predict_set(model, rotated, bs, fill, desc=f"evaluate {name}" if progress else None)
 
-    test_set, test_pred = run_set("test", splits.test.images, splits.test.indices,
-                                  config.test_angles, config.eval_seed)
+    test_set = protocol_test_set(config, splits)
+    test_pred = run_set("test", test_set)
     n_train = min(config.train_eval_images, len(splits.train))
-    train_set, train_pred = run_set("train", splits.train.images[:n_train],
-                                    splits.train.indices[:n_train], config.test_angles,
-                                    config.eval_seed + 2)
+    train_set = protocol_set(splits.train.images[:n_train], splits.train.indices[:n_train],
+                             config.test_angles, config.eval_seed + 2)
+    train_pred = run_set("train", train_set)
     n_blank = min(BLANK_CONTENT_IMAGES, len(splits.test))
     blank = blank_content_set(splits.test.images[:n_blank], splits.test.indices[:n_blank],
                               config.test_angles, config.eval_seed)
     blank_pred = predict_set(model, blank, bs, fill)
-    _save_samples(run_dir / SAMPLES_FILE, model, splits, config)
+    samples = _samples(model, splits, config)
     fixed = fixed_angle_set(splits.test.images)
-    fixed_pred = predict_set(model, fixed, bs, fill, desc="evaluate fixed angles" if progress else None)
+    fixed_pred = run_set("fixed angles", fixed)
     items = robustness.suite_items(splits.test.images, splits.test.indices, config.suite_angles,
                                    config.eval_seed)
     suite = robustness_metrics(model, items, config.eval_seed, bs, fill, progress)
-
     metrics = {
         "test": summarise(test_pred, test_set.angles),
         "train": summarise(train_pred, train_set.angles),
@@ -197,30 +201,52 @@ def evaluate_run(run_dir: str | Path, model: AngleModel | None = None,
         "per_group": _per_group(test_pred, test_set, splits),
         "blank_content": border_cue(blank_pred, blank.angles),
         "robustness": suite,
-        "training": checkpoint.read_config(run_dir).get("training", {}),
         "evaluation_seconds": round(time.perf_counter() - started, 2),
     }
-    fileio.write_json(run_dir / METRICS_FILE, metrics)
-    fileio.write_with(run_dir / PREDICTIONS_FILE, lambda tmp: np.savez_compressed(
-        str(tmp),
-        test_source=splits.test.indices[test_set.source], test_group=splits.test.groups[test_set.source],
-        test_true=test_set.angles, test_pred=test_pred,
-        fixed_source=splits.test.indices[fixed.source], fixed_true=fixed.angles,
-        fixed_pred=fixed_pred,
-    ))
-    model_info = checkpoint.read_config(run_dir)
-    model_info["metrics"] = {"test": metrics["test"], "train": metrics["train"],
-                             "robustness": {k: suite[k] for k in ("suite", "held_out") if k in suite}}
-    checkpoint.write_config(run_dir, model.spec,
-                            {k: v for k, v in model_info.items() if k not in ("format", "model")})
+    predictions = {
+        "test_source": splits.test.indices[test_set.source],
+        "test_group": splits.test.groups[test_set.source],
+        "test_true": test_set.angles, "test_pred": test_pred,
+        "fixed_source": splits.test.indices[fixed.source], "fixed_true": fixed.angles,
+        "fixed_pred": fixed_pred,
+    }
+    return Evaluation(metrics, predictions, samples)
+
+
+def card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The figures model.json carries (and a model card shows)."""
+    suite = metrics.get("robustness", {})
+    return {"test": metrics["test"], "train": metrics["train"],
+            "robustness": {k: suite[k] for k in ("suite", "held_out") if k in suite}}
+
+
+def _write_evaluation(run: RunFolder, result: Evaluation) -> None:
+    run.write_samples(result.samples)
+    run.write_predictions(result.predictions)
+    run.write_metrics(result.metrics)
+
+
+def evaluate_run(run_dir: str | Path, progress: bool = True, report: bool = True) -> dict[str, Any]:
+    """Re-evaluate a run folder's saved model on its data protocol: rewrites metrics.json,
+    predictions.npz, samples.npz and the metrics in model.json (and the report)."""
+    run = RunFolder(run_dir)
+    config = run.config()
+    model, info = checkpoint.load(run.path)
+    _, splits = prepare_data(config)
+    result = evaluate(model, splits, config, progress)
+    result.metrics["training"] = info.get("training", {})
+    _write_evaluation(run, result)
+    checkpoint.write_config(run.path, model.spec, {**{k: v for k, v in info.items()
+                                                      if k not in ("format", "model")},
+                                                   "metrics": card_metrics(result.metrics)})
     if report:
         from upright.report import write_report  # matplotlib: only when drawing
 
-        write_report(run_dir)
-    return metrics
+        write_report(run.path)
+    return result.metrics
 
 
-def _save_samples(path: Path, model: AngleModel, splits: Splits, config: TrainConfig) -> None:
+def _samples(model: AngleModel, splits: Splits, config: TrainConfig) -> dict[str, np.ndarray]:
     """A seeded shuffle's first test images, rotated, with predictions: for the before/after grid."""
     order = np.random.default_rng(config.eval_seed).permutation(len(splits.test))[:config.grid_images]
     angles = protocol_angles(splits.test.indices[order], 1, config.eval_seed + 3)[:, 0]
@@ -228,9 +254,8 @@ def _save_samples(path: Path, model: AngleModel, splits: Splits, config: TrainCo
     pred = predict_set(model, rotated, config.eval_batch_size, config.fill)
     images = rotate_batch(to_float_images(torch.from_numpy(splits.test.images[order])),
                           torch.from_numpy(angles.astype(np.float32)), config.fill)
-    pixels = to_uint8_images(images)
-    fileio.write_with(path, lambda tmp: np.savez_compressed(
-        str(tmp), images=pixels, true=angles, pred=pred, source=splits.test.indices[order]))
+    return {"images": to_uint8_images(images), "true": angles, "pred": pred,
+            "source": splits.test.indices[order]}
 
 
 def _per_group(pred: np.ndarray, rotated, splits: Splits) -> dict[str, dict[str, float]]:

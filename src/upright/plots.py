@@ -4,7 +4,6 @@ samples.npz); never from a live model."""
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,20 +16,10 @@ import numpy as np  # noqa: E402
 from upright import fileio  # noqa: E402
 from upright.angles import circular_difference  # noqa: E402
 from upright.geometry import rotate_image  # noqa: E402
+from upright.runs import RunFolder, RunFolderError  # noqa: E402
 
-PLOTS_DIR = "plots"
 DPI = 100
-
-
-class RunFolderError(FileNotFoundError):
-    """A run folder lacks a file a plot needs."""
-
-
-def _need(run_dir: Path, name: str, made_by: str) -> Path:
-    path = run_dir / name
-    if not path.is_file():
-        raise RunFolderError(f"{path}: missing ({made_by} writes it); cannot draw the plots")
-    return path
+DRAWING = "cannot draw the plots"
 
 
 def _save(fig, path: Path) -> Path:
@@ -41,7 +30,7 @@ def _save(fig, path: Path) -> Path:
 
 def read_learning_log(run_dir: Path) -> dict[str, dict[int, float]]:
     """Per-epoch values of each logged column from Lightning's metrics.csv."""
-    path = _need(run_dir, "metrics.csv", "training")
+    path = RunFolder(run_dir).need(RunFolder.LOG, DRAWING)
     curves: dict[str, dict[int, float]] = {}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
@@ -73,9 +62,7 @@ def learning_curves(run_dir: Path, out: Path) -> Path:
 
 
 def _predictions(run_dir: Path) -> dict[str, np.ndarray]:
-    path = _need(run_dir, "predictions.npz", "evaluation")
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    return RunFolder(run_dir).predictions(DRAWING)
 
 
 def fixed_angle_plots(run_dir: Path, out: Path) -> Path:
@@ -142,13 +129,12 @@ def error_plots(run_dir: Path, out: Path) -> Path:
 
 
 def per_group_plot(run_dir: Path, out: Path) -> Path:
-    metrics = json.loads(_need(run_dir, "metrics.json", "evaluation").read_text())
-    groups = metrics.get("per_group", {})
+    run = RunFolder(run_dir)
+    groups = run.metrics(DRAWING).get("per_group", {})
     if not groups:
-        raise RunFolderError(f"{run_dir / 'metrics.json'}: has no per-group metrics")
+        raise RunFolderError(f"{run.file(RunFolder.METRICS)}: has no per-group metrics")
     names = sorted(groups, key=lambda g: int(g) if g.lstrip("-").isdigit() else g)
-    kind = json.loads((run_dir / "config.json").read_text()).get("dataset", "") \
-        if (run_dir / "config.json").is_file() else ""
+    kind = run.config_dict().get("dataset", "") if run.file(RunFolder.CONFIG).is_file() else ""
     label = {"mnist": "digit", "olivetti": "person"}.get(kind, "group")
     fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(names) + 3), 4))
     ax.bar(range(len(names)), [groups[g]["circular_mae"] for g in names], color="tab:orange")
@@ -164,10 +150,10 @@ def per_group_plot(run_dir: Path, out: Path) -> Path:
 def robustness_plot(run_dir: Path, out: Path) -> Path:
     """Circular MAE and share within 5 degrees on the protocol and on every variant of the
     robustness suite (and the held-out variations), one bar each."""
-    metrics = json.loads(_need(run_dir, "metrics.json", "evaluation").read_text())
-    suite = metrics.get("robustness")
+    run = RunFolder(run_dir)
+    suite = run.metrics(DRAWING).get("robustness")
     if not suite:
-        raise RunFolderError(f"{run_dir / 'metrics.json'}: has no robustness suite (re-run evaluate)")
+        raise RunFolderError(f"{run.file(RunFolder.METRICS)}: has no robustness suite (re-run evaluate)")
     from upright.robustness import SUITE
 
     rows = [("protocol", suite["protocol"], "tab:gray")]
@@ -211,9 +197,8 @@ def mosaic(images, columns: int) -> np.ndarray:
 
 def before_after_grid(run_dir: Path, out: Path) -> Path:
     """Test images as given (rotated) and after correction by the predicted angle."""
-    path = _need(run_dir, "samples.npz", "evaluation")
-    with np.load(path, allow_pickle=False) as data:
-        images, pred = data["images"], data["pred"]
+    samples = RunFolder(run_dir).samples(DRAWING)
+    images, pred = samples["images"], samples["pred"]
     corrected = np.stack([rotate_image(img, -float(a)) for img, a in zip(images, pred, strict=True)])
     side = int(np.ceil(np.sqrt(len(images))))
 
@@ -267,13 +252,13 @@ OPTIONAL_PLOTS = ("robustness",)
 
 def draw_all(run_dir: str | Path) -> dict[str, Path]:
     """Every plot of a run into ``run_dir/plots``; a missing input raises RunFolderError."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir}: no such run folder")
+    run = RunFolder(run_dir)
+    if not run.path.is_dir():
+        raise RunFolderError(f"{run.path}: no such run folder")
     drawn = {}
     for name, draw in PLOTS.items():
         try:
-            drawn[name] = draw(run_dir, run_dir / PLOTS_DIR / f"{name}.png")
+            drawn[name] = draw(run.path, run.plot(name))
         except RunFolderError:
             if name not in OPTIONAL_PLOTS:
                 raise

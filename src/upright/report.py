@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from upright import fileio
-from upright.plots import RunFolderError, draw_all
+from upright.plots import draw_all
+from upright.runs import RunFolder
 
 TITLES = {
     "learning_curves": "Learning curves",
@@ -31,11 +32,6 @@ SUMMARY_ROWS = (
     ("count", "images", "{:,}"),
 )
 
-
-def _load_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise RunFolderError(f"{path}: missing; cannot write the report")
-    return json.loads(path.read_text())
 
 
 def _summary_table(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -105,10 +101,11 @@ img{max-width:100%;border:1px solid #ddd}pre{background:#f7f7f7;padding:1em;over
 
 def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     """Draw the plots and write report.html and report.md into the run folder."""
-    run_dir = Path(run_dir)
-    metrics = _load_json(run_dir / "metrics.json")
-    config = _load_json(run_dir / "config.json")
-    model_info = _load_json(run_dir / "model.json")
+    run = RunFolder(run_dir)
+    run_dir = run.path
+    metrics = run.metrics("cannot write the report")
+    config = run.config_dict()
+    model_info = run.model_info()
     plots = draw_all(run_dir)
     name = run_dir.resolve().name
     test = metrics["test"]
@@ -167,7 +164,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     config_text = html.escape(json.dumps(config, indent=2))
     parts.append(f"<h2>Configuration</h2><pre>{config_text}</pre></body></html>")
     md += ["## Configuration", "", "```json", json.dumps(config, indent=2), "```", ""]
-    html_path, md_path = run_dir / "report.html", run_dir / "report.md"
+    html_path, md_path = run.file(RunFolder.REPORT_HTML), run.file(RunFolder.REPORT_MD)
     fileio.write_text(html_path, "\n".join(parts))
     fileio.write_text(md_path, "\n".join(md))
     return html_path, md_path

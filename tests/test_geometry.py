@@ -167,6 +167,7 @@ def test_image_interpolations_are_opencvs_and_unknown_ones_fail_clearly():
         rotate_image(img, 10.0, interpolation="cubic")
 
 
+@pytest.mark.slow  # a fresh interpreter importing Lightning: 6 s; CI runs it
 def test_training_code_leaves_opencv_unloaded():
     # OpenCV is 15 MB of every process that imports it; training keeps under 0.5 GB without.
     import subprocess

@@ -26,6 +26,7 @@ def test_no_module_but_the_run_folder_spells_a_run_file_name():
             assert f'"{name}"' not in text, f"{module.relative_to(SRC)} spells {name}"
 
 
+@pytest.mark.slow  # a whole training run of its own: 5 s; CI runs it
 def test_training_writes_each_file_of_the_run_once(tmp_path, glyph_folder, monkeypatch):
     from upright.experiments import train_run
     from upright.recipes import make_config

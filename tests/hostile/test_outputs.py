@@ -183,6 +183,7 @@ def test_item14_temporary_files_a_killed_run_left_are_removed_and_live_ones_kept
     assert sorted(p.name for p in out.iterdir()) == [live.name, "a.png", "angles.csv", "angles.json"]
 
 
+@pytest.mark.slow  # a child process and 400 files: 5 s; CI runs it
 def test_item14_sigterm_stops_promptly_and_writes_the_report_of_what_was_done(model, tmp_path):
     src = tmp_path / "in"
     for i in range(400):

@@ -149,14 +149,14 @@ def test_threshold_dry_run_overwrite_and_input_folder_rules(tiny_run, tmp_path):
     assert main(["correct", str(src), "--model", str(tiny_run), "-o", str(out), "--threshold",
                  "181", "--no-progress"]) == 0
     assert (out / "a.png").read_bytes() == (src / "a.png").read_bytes()
-    assert json.loads((out / "angles.json").read_text())[0]["action"] == "unchanged"
+    assert json.loads((out / "angles.json").read_text())[0]["action"] == "kept-small"
     # A rerun keeps an existing output (not decoded again) and the earlier report: this
     # run's report is numbered.
     before = (out / "a.png").stat().st_mtime_ns
     assert main(["correct", str(src), "--model", str(tiny_run), "-o", str(out), "--no-progress"]) == 0
     assert json.loads((out / "angles-2.json").read_text())[0]["action"] == "kept"
     assert (out / "a.png").stat().st_mtime_ns == before
-    assert json.loads((out / "angles.json").read_text())[0]["action"] == "unchanged"
+    assert json.loads((out / "angles.json").read_text())[0]["action"] == "kept-small"
     assert main(["correct", str(src), "--model", str(tiny_run), "-o", str(out), "--overwrite",
                  "--no-progress"]) == 0
     # Dry run: predictions only, no image written.

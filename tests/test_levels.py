@@ -87,7 +87,7 @@ def test_the_rule_is_the_same_function_in_training_evaluation_correction_and_onn
     checkpoint.save(tmp_path / "model", model)
     model, _ = checkpoint.load(tmp_path / "model")
     results = correct_paths([tmp_path / "scan.png"], TorchPredictor(model), tmp_path / "out",
-                            CorrectOptions())
+                            CorrectOptions(min_confidence=0.0))  # an untrained model is unsure
     assert results[0].action == "rotated"
     assert calls.count("training") == 1 and calls.count("evaluation") == 2 and "correction" in calls
 

@@ -207,6 +207,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from upright.experiments import calibrate_model_folder
+
+    result = calibrate_model_folder(args.model, progress=not args.no_progress)
+    test, selective = result["test"], result["selective"]
+    print(f"temperature {result['calibration']['temperature']:.3f} (fitted on "
+          f"{result['calibration']['items']:,} validation items)")
+    print(f"test protocol: ECE {test['ece']:.4f}, mean confidence {test['mean_confidence']:.3f}, "
+          f"within 5 deg {test['within_5']:.1%}")
+    within = selective["within_5_accepted"]
+    print(f"at --min-confidence {selective['min_confidence']}: {selective['coverage']:.1%} turned, "
+          f"{'-' if within is None else f'{within:.1%}'} of them within 5 deg")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from upright.report import write_report
 
@@ -228,6 +243,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
 
     options = CorrectOptions(canvas=args.canvas, fill=args.fill, threshold=args.threshold,
                              dry_run=args.dry_run, overwrite=args.overwrite,
+                             min_confidence=args.min_confidence,
                              allow_input_folder=args.allow_input_folder,
                              jpeg_quality=args.jpeg_quality, batch_size=args.batch_size,
                              workers=args.workers, memory_budget=args.memory_budget << 20)
@@ -252,10 +268,11 @@ def cmd_correct(args: argparse.Namespace) -> int:
             print(f"skipped: {shown(r.error)}", file=sys.stderr)
     if args.dry_run:
         for r in results:
-            if r.action == "predicted":
-                print(f"{r.angle:8.2f}  {shown(r.file)}")
-    counts = {a: sum(r.action == a for r in results) for a in ("rotated", "unchanged", "predicted",
-                                                               "kept", "skipped")}
+            if r.angle is not None:
+                sure = "" if r.confidence is None else f"  {r.confidence:4.2f}"
+                print(f"{r.angle:8.2f}{sure}  {r.action:<11}  {shown(r.file)}")
+    counts = {a: sum(r.action == a for r in results)
+              for a in ("rotated", "kept-small", "kept-unsure", "predicted", "kept", "skipped")}
     summary = ", ".join(f"{n} {a}" for a, n in counts.items() if n)
     if results.stale_removed:
         print(f"removed {results.stale_removed} temporary file(s) an interrupted run left",
@@ -304,6 +321,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from upright import __version__
+    from upright.confidence import DEFAULT_MIN_CONFIDENCE
 
     parser = argparse.ArgumentParser(
         prog="upright", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -331,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip plots and report.html")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("calibrate", help="fit a saved model's confidence temperature on its "
+                       "validation split and record it in its model.json (runs retrain-free)")
+    p.add_argument("model", help="run or model folder (a shipped name: its installed folder)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
+
     p = sub.add_parser("report", help="draw a run's plots and write report.html and report.md")
     p.add_argument("run", type=Path)
     p.set_defaults(func=cmd_report)
@@ -349,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="corner colour: black, white, 128, #rrggbb, r,g,b")
     p.add_argument("--threshold", type=_bounded(float, 0.0), default=0.0,
                    help="copy images with |predicted angle| below this many degrees unchanged")
+    p.add_argument("--min-confidence", type=_bounded(float, 0.0, 1.0), default=DEFAULT_MIN_CONFIDENCE,
+                   metavar="P", help="copy images unchanged whose calibrated chance of being within 5 "
+                                     "degrees is below P (default %(default)s; 0 turns every image; "
+                                     "models without a distribution have no confidence)")
     p.add_argument("--dry-run", action="store_true", help="only predict and report")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--allow-input-folder", action="store_true",

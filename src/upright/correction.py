@@ -30,6 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from upright import fileio, imagefiles
+from upright.confidence import DEFAULT_MIN_CONFIDENCE
 from upright.errors import UserError
 from upright.geometry import CANVAS_MODES, rotate_image, rotate_image_strips, rotation_matrix
 from upright.imagefiles import (
@@ -45,7 +46,7 @@ from upright.imagefiles import (
 from upright.models.model import ModelSpec
 from upright.names import csv_cell, shown
 from upright.pngstream import write_png
-from upright.predictors import Predictor
+from upright.predictors import Predictor, no_belief
 from upright.prepare import CONVERTED_MODES, prepare_image
 
 REPORT_CSV = "angles.csv"
@@ -76,9 +77,14 @@ class InputFile:
 class Result:
     file: str
     angle: float | None
-    action: str  # rotated | unchanged | predicted | kept | failed | skipped
+    # rotated | kept-small (needed less than --threshold) | kept-unsure (confidence below
+    # --min-confidence) | predicted (dry run) | kept (the output existed) | failed | skipped
+    action: str
     error: str = ""
     output: str = ""
+    confidence: float | None = None  # None: the model has no distribution to say
+    second_angle: float | None = None  # the runner-up mode, where one holds real mass
+    second_mass: float | None = None
 
 
 class Results(list):
@@ -94,6 +100,7 @@ class CorrectOptions:
     canvas: str = "same"
     fill: tuple[int, ...] = (0, 0, 0)  # RGB, 0-255
     threshold: float = 0.0  # |angle| below this: copy the file through untouched
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE  # below this: copy it through too
     dry_run: bool = False
     overwrite: bool = False
     allow_input_folder: bool = False
@@ -296,6 +303,10 @@ class _Loaded:
     x: np.ndarray
 
 
+def _finite_or_none(value: float) -> float | None:
+    return round(float(value), 4) if np.isfinite(value) else None
+
+
 def failure_text(path: Path, exc: BaseException) -> str:
     """One line that names the file and the problem."""
     if isinstance(exc, ImageFileError):
@@ -384,32 +395,42 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
         decoded = read_image(item.path)
         return _Loaded(index, item, decoded, model_input(decoded.pixels, spec, decoded.mode))
 
-    def finish(loaded: _Loaded, angle: float) -> Result:
+    def finish(loaded: _Loaded, angle: float, belief: tuple[float, float, float]) -> Result:
         src = loaded.item.path
         angle = round(float(angle), 3)
+        confidence, second_angle, second_mass = (_finite_or_none(v) for v in belief)
+        if second_angle is None:
+            second_mass = None
+
+        def row(action: str, **extra) -> Result:
+            return Result(str(src), angle, action, confidence=confidence, second_angle=second_angle,
+                          second_mass=second_mass, **extra)
+
+        unsure = confidence is not None and confidence < options.min_confidence
+        small = abs(angle) < options.threshold
         if options.dry_run:
-            return Result(str(src), angle, "predicted")
+            return row("kept-unsure" if unsure else "kept-small" if small else "predicted")
         target = outdir / loaded.item.relative
         try:
             if target.resolve() in inputs:
                 raise FileExistsError(f"{target}: is an input file; inputs are never overwritten")
-            if abs(angle) < options.threshold:
+            if unsure or small:
                 fileio.write_with(target, lambda tmp: shutil.copyfile(src, tmp), options.overwrite)
-                return Result(str(src), angle, "unchanged", output=str(target))
+                return row("kept-unsure" if unsure else "kept-small", output=str(target))
             _check_canvas(loaded.decoded, -angle, options.canvas, src)
             decoded, fill = loaded.decoded, _fill_for(loaded.decoded, options.fill)
             if _streamed(decoded):  # never a second full-size image in memory
                 size, strips = rotate_image_strips(decoded.pixels, -angle, options.canvas, fill)
                 fileio.write_with(target, lambda tmp: _write_png_file(tmp, size, strips, decoded),
                                   options.overwrite)
-                return Result(str(src), angle, "rotated", output=str(target))
+                return row("rotated", output=str(target))
             rotated = rotate_image(decoded.pixels, -angle, canvas=options.canvas, fill=fill)
             data = encode_image(decoded, rotated, options.jpeg_quality)
             del rotated
             fileio.write_bytes(target, data, options.overwrite)
-            return Result(str(src), angle, "rotated", output=str(target))
+            return row("rotated", output=str(target))
         except FILE_ERRORS as exc:
-            return Result(str(src), angle, "failed", failure_text(src, exc))
+            return row("failed", error=failure_text(src, exc))
 
     def done_rows() -> Results:
         return Results([r for r in results if r is not None] + notes)
@@ -481,14 +502,19 @@ def _run(files: Sequence[tuple[int, InputFile]], pool: ThreadPoolExecutor, windo
         writes.clear()
 
     def flush(batch: list[_Loaded]) -> None:
-        angles = predictor.predict(np.stack([b.x for b in batch]))
+        stack = np.stack([b.x for b in batch])
+        # Any object with predict() is a predictor; one without predict_belief has no confidence.
+        belief = (predictor.predict_belief(stack) if hasattr(predictor, "predict_belief")
+                  else no_belief(predictor.predict(stack)))
         drain_writes()  # the previous batch's: bounds memory to two batches
-        for b, angle in zip(batch, angles, strict=True):
+        for i, b in enumerate(batch):
+            angle = belief.angle[i]
             if not np.isfinite(angle):  # a broken model: no angle is better than a made-up one
                 record((b.index, Result(str(b.item.path), None, "failed",
                                         f"{b.item.path}: the model gave no angle ({angle})")))
                 continue
-            writes.append(pool.submit(lambda b, a: (b.index, finish(b, a)), b, angle))
+            extra = (belief.confidence[i], belief.second_angle[i], belief.second_mass[i])
+            writes.append(pool.submit(lambda b, a, e: (b.index, finish(b, a, e)), b, angle, extra))
 
     batch: list[_Loaded] = []
     while True:
@@ -527,12 +553,17 @@ def write_report(results: Sequence[Result], outdir: Path, overwrite: bool = True
     them, the same in both files; CSV text cells cannot start a spreadsheet formula."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["file", "angle", "action", "error"])
+    writer.writerow(["file", "angle", "confidence", "second_angle", "second_mass", "action", "error"])
     rows = [{**asdict(r), "file": shown(r.file), "error": shown(r.error), "output": shown(r.output)}
             for r in results]
+
+    def number(value: float | None, digits: int) -> str:
+        return "" if value is None else f"{value:.{digits}f}"
+
     for r in rows:
-        writer.writerow([csv_cell(r["file"]), "" if r["angle"] is None else f"{r['angle']:.3f}",
-                         r["action"], csv_cell(r["error"])])
+        writer.writerow([csv_cell(r["file"]), number(r["angle"], 3), number(r["confidence"], 3),
+                         number(r["second_angle"], 1), number(r["second_mass"], 3), r["action"],
+                         csv_cell(r["error"])])
     for csv_path, json_path in _report_names(outdir, overwrite):
         if not overwrite and (csv_path.exists() or json_path.exists()):
             continue

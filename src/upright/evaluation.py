@@ -9,11 +9,24 @@ import torch
 from tqdm import tqdm
 
 from upright.angles import circular_difference
+from upright.confidence import AngleBelief
 from upright.data.rotated import RotatedSet, protocol_set, to_float_images
 from upright.geometry import rotate_batch
 from upright.models.model import AngleModel
 
 WITHIN_DEGREES = (1, 2, 5, 10)
+
+
+def _batches_of(model: AngleModel, rotated: RotatedSet, batch_size: int, fill: float,
+                desc: str | None, prerotated: bool):
+    """The set's images as the model takes them, batch by batch (rotated on the fly)."""
+    model.eval()
+    device = next(model.parameters()).device
+    total = -(-len(rotated) // batch_size)
+    for images, angles in tqdm(rotated.batches(batch_size), total=total, desc=desc,
+                               disable=desc is None, leave=False):
+        x = to_float_images(images.to(device))
+        yield x if prerotated else rotate_batch(x, angles.to(device), fill)
 
 
 @torch.no_grad()
@@ -24,20 +37,34 @@ def predict_set(model: AngleModel, rotated: RotatedSet, batch_size: int = 2048,
 
     ``prerotated``: the set's images are already rotated (by another resampler); use them
     as they are."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = np.empty(len(rotated), dtype=np.float32)
-    pos = 0
-    total = -(-len(rotated) // batch_size)
-    for images, angles in tqdm(rotated.batches(batch_size), total=total, desc=desc,
-                               disable=desc is None, leave=False):
-        x = to_float_images(images.to(device))
-        if not prerotated:
-            x = rotate_batch(x, angles.to(device), fill)
-        pred = model.predict_angles(x, tta=tta).cpu().numpy()
-        out[pos:pos + len(pred)] = pred
-        pos += len(pred)
-    return out
+    parts = [model.predict_angles(x, tta=tta).cpu().numpy()
+             for x in _batches_of(model, rotated, batch_size, fill, desc, prerotated)]
+    return np.concatenate(parts).astype(np.float32) if parts else np.empty(0, np.float32)
+
+
+@torch.no_grad()
+def belief_set(model: AngleModel, rotated: RotatedSet, batch_size: int = 2048, fill: float = 0.0,
+               temperature: float = 1.0, prerotated: bool = False) -> AngleBelief:
+    """Angles, confidences and runner-ups for every item of a rotated set, in order."""
+    parts = [model.predict_belief(x, temperature)
+             for x in _batches_of(model, rotated, batch_size, fill, None, prerotated)]
+    return AngleBelief(*(np.concatenate([getattr(p, f) for p in parts]) if parts else np.empty(0)
+                         for f in ("angle", "confidence", "second_angle", "second_mass")))
+
+
+@torch.no_grad()
+def raw_views_set(model: AngleModel, rotated: RotatedSet, batch_size: int = 2048,
+                  fill: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head's raw outputs on every item's four quarter-turn views (4, N, bins), and the
+    decoded angles of the items as given (what calibration fits a temperature to)."""
+    from upright.confidence import VIEWS, quarter_turn_views
+
+    views, angles = [], []
+    for x in _batches_of(model, rotated, batch_size, fill, None, False):
+        raw = model(quarter_turn_views(x)).float().cpu().view(VIEWS, len(x), -1)
+        views.append(raw)
+        angles.append(model.head.decode(raw[0]))
+    return torch.cat(views, dim=1), torch.cat(angles)
 
 
 def summarise(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
@@ -97,13 +124,19 @@ def border_cue(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
 
 
 def robustness_metrics(model: AngleModel, items: RotatedSet, seed: int, batch_size: int,
-                       fill: float = 0.0, progress: bool = False) -> dict[str, Any]:
+                       fill: float = 0.0, progress: bool = False,
+                       temperature: float | None = None) -> dict[str, Any]:
     """The robustness suite on ``items`` (every variant, its mean and worst) and, under
-    "protocol", the same items turned by the protocol itself, for comparison."""
+    "protocol", the same items turned by the protocol itself, for comparison. With a
+    ``temperature`` (a calibrated distribution head) each variant's ECE too."""
     from upright import robustness
 
-    suite = robustness.score(lambda made: predict_set(model, made, batch_size, prerotated=True),
-                             items, seed, progress=progress)
+    def predict(made):
+        if temperature is None:
+            return predict_set(model, made, batch_size, prerotated=True)
+        return belief_set(model, made, batch_size, temperature=temperature, prerotated=True)
+
+    suite = robustness.score(predict, items, seed, progress=progress)
     suite["protocol"] = summarise(predict_set(model, items, batch_size, fill), items.angles)
     return suite
 
@@ -126,3 +159,28 @@ def format_robustness(metrics: dict[str, Any]) -> list[str]:
                          f"{part['worst']} {part['worst_circular_mae']:.2f} deg, lowest within 5 "
                          f"deg {part['min_within_5']:.1%}")
     return lines
+
+
+def calibrate(model: AngleModel, val_set: RotatedSet, batch_size: int, fill: float = 0.0) -> dict | None:
+    """Fit the temperature of a distribution head on the validation items (None for heads
+    without a distribution): the one that makes "confidence" the chance of being within
+    5 degrees."""
+    from upright.confidence import (
+        WITHIN,
+        calibration_report,
+        fit_temperature,
+        has_distribution,
+        mass_near,
+        view_probabilities,
+    )
+
+    if not has_distribution(model.head) or len(val_set) == 0:
+        return None
+    views, angle = raw_views_set(model, val_set, batch_size, fill)
+    raw_views = views.reshape(-1, views.shape[-1])
+    correct = np.abs(circular_difference(angle.numpy().astype(np.float64), val_set.angles)) <= 5.0
+    temperature = fit_temperature(model.head, raw_views, angle, correct)
+    probs = view_probabilities(model.head, raw_views, temperature)
+    confidence = mass_near(probs, model.head.centres, angle, WITHIN).numpy()
+    return {"temperature": temperature, "fitted_on": "validation", "items": len(val_set),
+            "validation_ece": calibration_report(confidence, correct)["ece"]}

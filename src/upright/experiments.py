@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from upright import checkpoint, robustness
+from upright.angles import circular_difference
+from upright.confidence import DEFAULT_MIN_CONFIDENCE, calibration_report, selective_accuracy
 from upright.config import TrainConfig
 from upright.data.registry import load_source
 from upright.data.rotated import (
@@ -22,10 +24,12 @@ from upright.data.rotated import (
     to_uint8_images,
 )
 from upright.data.source import SourceData, Splits, split_source
-from upright.errors import DatasetError
+from upright.errors import DatasetError, UserError
 from upright.evaluation import (
+    belief_set,
     blank_content_set,
     border_cue,
+    calibrate,
     per_angle,
     predict_set,
     robustness_metrics,
@@ -85,10 +89,11 @@ def train_run(config: TrainConfig, run_dir: str | Path, progress: bool = True, r
         torch.manual_seed(config.seed)
         model = AngleModel(config.model)
         training = fit(model, splits, config, run.path, progress=progress)
-        result = evaluate(model, splits, config, progress)
+        calibration = calibrate(model, validation_set(config, splits), config.eval_batch_size, config.fill)
+        result = evaluate(model, splits, config, progress, calibration)
         result.metrics["training"] = training
         checkpoint.save(run.path, model, {"data": _data_info(config, splits), "training": training,
-                                          "made_by": made_by(command),
+                                          "made_by": made_by(command), "calibration": calibration,
                                           "metrics": card_metrics(result.metrics)})
         _write_evaluation(run, result)
     except BaseException:
@@ -168,17 +173,30 @@ class Evaluation:
     samples: dict[str, np.ndarray]
 
 
-def evaluate(model: AngleModel, splits: Splits, config: TrainConfig, progress: bool = True) -> Evaluation:
+def validation_set(config: TrainConfig, splits: Splits) -> RotatedSet:
+    """The validation items training watched (and calibration fits its temperature to)."""
+    return protocol_set(splits.val.images, splits.val.indices, config.val_angles, config.eval_seed + 1)
+
+
+def evaluate(model: AngleModel, splits: Splits, config: TrainConfig, progress: bool = True,
+             calibration: dict | None = None) -> Evaluation:
     """The model on the test protocol, a sample of training images, the fixed angles, the
-    blank-content check and the robustness suite; plus the before/after grid's samples."""
+    blank-content check and the robustness suite; plus the before/after grid's samples.
+    With a ``calibration`` (a distribution head's temperature) also how well its
+    confidence is calibrated, on the test protocol and every robustness variant."""
     started = time.perf_counter()
     bs, fill = config.eval_batch_size, config.fill
+    temperature = calibration["temperature"] if calibration else None
 
     def run_set(name, rotated):
         return predict_set(model, rotated, bs, fill, desc=f"evaluate {name}" if progress else None)
 
     test_set = protocol_test_set(config, splits)
-    test_pred = run_set("test", test_set)
+    if temperature is None:
+        test_pred, test_belief = run_set("test", test_set), None
+    else:
+        test_belief = belief_set(model, test_set, bs, fill, temperature)
+        test_pred = test_belief.angle.astype(np.float32)
     n_train = min(config.train_eval_images, len(splits.train))
     train_set = protocol_set(splits.train.images[:n_train], splits.train.indices[:n_train],
                              config.test_angles, config.eval_seed + 2)
@@ -192,7 +210,7 @@ def evaluate(model: AngleModel, splits: Splits, config: TrainConfig, progress: b
     fixed_pred = run_set("fixed angles", fixed)
     items = robustness.suite_items(splits.test.images, splits.test.indices, config.suite_angles,
                                    config.eval_seed)
-    suite = robustness_metrics(model, items, config.eval_seed, bs, fill, progress)
+    suite = robustness_metrics(model, items, config.eval_seed, bs, fill, progress, temperature)
     metrics = {
         "test": summarise(test_pred, test_set.angles),
         "train": summarise(train_pred, train_set.angles),
@@ -203,7 +221,14 @@ def evaluate(model: AngleModel, splits: Splits, config: TrainConfig, progress: b
         "robustness": suite,
         "evaluation_seconds": round(time.perf_counter() - started, 2),
     }
+    if test_belief is not None:
+        correct = np.abs(circular_difference(test_belief.angle, test_set.angles)) <= 5.0
+        metrics["calibration"] = {**calibration, "test": calibration_report(test_belief.confidence, correct),
+                                  "selective": selective_accuracy(test_belief.confidence, correct),
+                                  "per_group": _confidence_per_group(test_belief, correct, test_set, splits)}
     predictions = {
+        **({"test_confidence": test_belief.confidence, "test_second_angle": test_belief.second_angle,
+            "test_second_mass": test_belief.second_mass} if test_belief is not None else {}),
         "test_source": splits.test.indices[test_set.source],
         "test_group": splits.test.groups[test_set.source],
         "test_true": test_set.angles, "test_pred": test_pred,
@@ -216,8 +241,11 @@ def evaluate(model: AngleModel, splits: Splits, config: TrainConfig, progress: b
 def card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """The figures model.json carries (and a model card shows)."""
     suite = metrics.get("robustness", {})
-    return {"test": metrics["test"], "train": metrics["train"],
+    card = {"test": metrics["test"], "train": metrics["train"],
             "robustness": {k: suite[k] for k in ("suite", "held_out") if k in suite}}
+    if "calibration" in metrics:
+        card["ece"] = metrics["calibration"]["test"]["ece"]
+    return card
 
 
 def _write_evaluation(run: RunFolder, result: Evaluation) -> None:
@@ -233,11 +261,13 @@ def evaluate_run(run_dir: str | Path, progress: bool = True, report: bool = True
     config = run.config()
     model, info = checkpoint.load(run.path)
     _, splits = prepare_data(config)
-    result = evaluate(model, splits, config, progress)
+    calibration = calibrate(model, validation_set(config, splits), config.eval_batch_size, config.fill)
+    result = evaluate(model, splits, config, progress, calibration)
     result.metrics["training"] = info.get("training", {})
     _write_evaluation(run, result)
     checkpoint.write_config(run.path, model.spec, {**{k: v for k, v in info.items()
                                                       if k not in ("format", "model")},
+                                                   "calibration": calibration,
                                                    "metrics": card_metrics(result.metrics)})
     if report:
         from upright.report import write_report  # matplotlib: only when drawing
@@ -258,7 +288,56 @@ def _samples(model: AngleModel, splits: Splits, config: TrainConfig) -> dict[str
             "source": splits.test.indices[order]}
 
 
+def _confidence_per_group(belief, correct: np.ndarray, rotated, splits: Splits) -> dict[str, dict]:
+    """Per digit (or person): mean confidence, and coverage and within-5 among the accepted
+    at the default threshold of ``correct --min-confidence``."""
+    groups = splits.test.groups[rotated.source]
+    table = {}
+    for g in np.unique(groups):
+        chosen = groups == g
+        accepted = chosen & (belief.confidence >= DEFAULT_MIN_CONFIDENCE)
+        table[str(int(g))] = {
+            "mean_confidence": float(belief.confidence[chosen].mean()),
+            "coverage": float(accepted.sum() / chosen.sum()),
+            "within_5_accepted": float(correct[accepted].mean()) if accepted.any() else None,
+            "runner_up_share": float((belief.second_mass[chosen] > 0).mean()),
+        }
+    return table
+
+
 def _per_group(pred: np.ndarray, rotated, splits: Splits) -> dict[str, dict[str, float]]:
     groups = splits.test.groups[rotated.source]
     return {str(int(g)): summarise(pred[groups == g], rotated.angles[groups == g])
             for g in np.unique(groups)}
+
+
+def calibrate_model_folder(path: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Fit a saved model's temperature on its protocol's validation split and record it,
+    with the test protocol's calibration (ECE, reliability, selective accuracy), in its
+    model.json: for models trained before calibration existed (the shipped ones included).
+    A run folder's own config gives the protocol; a bare model folder its dataset's."""
+    folder = checkpoint.model_folder(path)
+    model, info = checkpoint.load(folder)
+    run = RunFolder(folder)
+    if run.file(RunFolder.CONFIG).is_file():
+        config = run.config()
+    else:
+        config = saved_model_protocol(info)
+        config.val_angles = 4  # the published 20 would hold 140 k distributions in memory
+    _, splits = prepare_data(config)
+    calibration = calibrate(model, validation_set(config, splits), config.eval_batch_size, config.fill)
+    if calibration is None:
+        raise UserError(f"{folder}: the {model.spec.head} head has no distribution over angles; "
+                        "there is no confidence to calibrate")
+    test_set = protocol_test_set(config, splits)
+    belief = belief_set(model, test_set, config.eval_batch_size, config.fill, calibration["temperature"])
+    correct = np.abs(circular_difference(belief.angle, test_set.angles)) <= 5.0
+    report = calibration_report(belief.confidence, correct)
+    accepted = belief.confidence >= DEFAULT_MIN_CONFIDENCE
+    metrics = dict(info.get("metrics", {}))
+    metrics["ece"] = report["ece"]
+    metrics["selective"] = {"min_confidence": DEFAULT_MIN_CONFIDENCE, "coverage": float(accepted.mean()),
+                            "within_5_accepted": float(correct[accepted].mean()) if accepted.any() else None}
+    kept = {k: v for k, v in info.items() if k not in ("format", "model")}
+    checkpoint.write_config(folder, model.spec, {**kept, "calibration": calibration, "metrics": metrics})
+    return {"calibration": calibration, "test": report, "selective": metrics["selective"]}

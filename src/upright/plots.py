@@ -238,16 +238,50 @@ def labelled_before_after(before: list[np.ndarray], after: list[np.ndarray], pre
     return _save(fig, out)
 
 
+def calibration_plot(run_dir: Path, out: Path) -> Path:
+    """Reliability diagram (confidence against the share within 5 degrees, per confidence
+    bin) and the selective-accuracy curve (coverage against within 5 among the accepted)."""
+    calibration = RunFolder(run_dir).metrics(DRAWING).get("calibration")
+    if not calibration:
+        raise RunFolderError(f"{RunFolder(run_dir).file(RunFolder.METRICS)}: no calibration "
+                             "(the head has no distribution)")
+    test = calibration["test"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    ax = axes[0]
+    bins = test["bins"]
+    ax.plot([0, 1], [0, 1], ":", color="gray", label="perfectly calibrated")
+    ax.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["within_5"] for b in bins],
+           width=[b["high"] - b["low"] for b in bins], alpha=0.6, edgecolor="k", label="share within 5°")
+    ax.plot([b["confidence"] for b in bins], [b["within_5"] for b in bins], "o-", color="tab:red",
+            label="mean confidence per bin")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("share within 5° of the truth")
+    ax.set_title(f"Reliability (ECE {test['ece']:.3f}, T = {calibration['temperature']:.2f})")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    rows = [r for r in calibration["selective"] if r["within_5_accepted"] is not None]
+    ax.plot([r["coverage"] for r in rows], [r["within_5_accepted"] for r in rows], "o-")
+    for r in rows[::4]:
+        ax.annotate(f"{r['threshold']:.2f}", (r["coverage"], r["within_5_accepted"]), fontsize=7)
+    ax.set_xlabel("coverage (share of images turned)")
+    ax.set_ylabel("within 5° among the turned")
+    ax.set_title("Selective accuracy (labels: --min-confidence)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
 PLOTS: dict[str, Callable[[Path, Path], Path]] = {
     "learning_curves": learning_curves,
     "fixed_angles": fixed_angle_plots,
     "errors": error_plots,
     "per_group": per_group_plot,
     "robustness": robustness_plot,
+    "calibration": calibration_plot,
     "before_after": before_after_grid,
 }
 # Plots a run folder from before their metrics existed cannot have; skipped, not an error.
-OPTIONAL_PLOTS = ("robustness",)
+OPTIONAL_PLOTS = ("robustness", "calibration")
 
 
 def draw_all(run_dir: str | Path) -> dict[str, Path]:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from upright import checkpoint, fileio
+from upright.confidence import AngleBelief
 from upright.errors import UserError
 from upright.models.model import AngleModel, ModelSpec
 
@@ -22,6 +23,14 @@ class Predictor(Protocol):
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Float32 (N, C, H, W) in [0, 1] -> angles in degrees, [-180, 180)."""
+
+    def predict_belief(self, batch: np.ndarray) -> AngleBelief:
+        """Angles with confidence and runner-up (NaN where the model has no distribution)."""
+
+
+def no_belief(angles: np.ndarray) -> AngleBelief:
+    nan = np.full(len(angles), np.nan)
+    return AngleBelief(np.asarray(angles, np.float64), nan, nan.copy(), nan.copy())
 
 
 class AnglePredictor(torch.nn.Module):
@@ -37,15 +46,20 @@ class AnglePredictor(torch.nn.Module):
 
 
 class TorchPredictor:
-    def __init__(self, model: AngleModel, tta: bool = False) -> None:
+    def __init__(self, model: AngleModel, tta: bool = False, temperature: float = 1.0) -> None:
         self.model = model.eval()
         self.spec = model.spec
         self.tta = tta
+        self.temperature = temperature  # from model.json's calibration (1: not calibrated)
 
     @torch.inference_mode()
     def predict(self, batch: np.ndarray) -> np.ndarray:
         angles = self.model.predict_angles(torch.from_numpy(batch), tta=self.tta)
         return angles.numpy().astype(np.float64)
+
+    @torch.inference_mode()
+    def predict_belief(self, batch: np.ndarray) -> AngleBelief:
+        return self.model.predict_belief(torch.from_numpy(batch), self.temperature, tta=self.tta)
 
 
 class OnnxPredictor:
@@ -77,6 +91,9 @@ class OnnxPredictor:
         out = self.session.run(None, {self.input_name: batch.astype(np.float32)})[0]
         return out.astype(np.float64).reshape(-1)
 
+    def predict_belief(self, batch: np.ndarray) -> AngleBelief:
+        return no_belief(self.predict(batch))  # the exported graph gives angles only
+
 
 def load_predictor(path: str | Path, runtime: str = "torch", tta: bool = False) -> Predictor:
     """A predictor for a run or model folder (or shipped model name); errors are
@@ -88,8 +105,15 @@ def load_predictor(path: str | Path, runtime: str = "torch", tta: bool = False) 
         if tta:
             raise UserError("--tta runs on the torch runtime only")
         return OnnxPredictor(folder)
-    model, _ = checkpoint.load(folder)
-    return TorchPredictor(model, tta=tta)
+    model, info = checkpoint.load(folder)
+    return TorchPredictor(model, tta=tta, temperature=temperature_of(info))
+
+
+def temperature_of(info: dict) -> float:
+    """The calibration temperature model.json records (1.0 when it records none)."""
+    calibration = info.get("calibration") if isinstance(info, dict) else None
+    value = calibration.get("temperature", 1.0) if isinstance(calibration, dict) else 1.0
+    return float(value) if isinstance(value, (int, float)) and 0.01 <= value <= 100 else 1.0
 
 
 def export_onnx(path: str | Path) -> Path:

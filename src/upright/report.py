@@ -18,6 +18,7 @@ TITLES = {
     "errors": "Errors on the test set",
     "per_group": "Error per class / person",
     "robustness": "Robustness suite: the test images turned by other means",
+    "calibration": "Confidence: reliability and selective accuracy",
     "before_after": "Before and after correction",
 }
 SUMMARY_ROWS = (
@@ -55,6 +56,21 @@ def _group_table(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = [[g, f"{v['circular_mae']:.2f}", f"{v['within_5']:.1%}", f"{v['count']:,}"]
             for g, v in sorted(groups.items(), key=lambda kv: int(kv[0]))]
     return ["group", "circular MAE (°)", "within ±5°", "images"], rows
+
+
+def _confidence_table(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """ECE on the test protocol, then coverage and accuracy among the accepted per threshold."""
+    calibration = metrics.get("calibration")
+    if not calibration:
+        return None
+    test = calibration["test"]
+    rows = [["test protocol", f"ECE {test['ece']:.3f}", f"mean {test['mean_confidence']:.3f}",
+             f"{test['within_5']:.1%} within 5°"]]
+    for r in calibration["selective"][::2]:
+        within = "-" if r["within_5_accepted"] is None else f"{r['within_5_accepted']:.1%}"
+        rows.append([f"--min-confidence {r['threshold']:.2f}", f"{r['coverage']:.1%} turned",
+                     f"{within} of them within 5°", ""])
+    return ["", "calibration / coverage", "", ""], rows
 
 
 def _robustness_table(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
@@ -113,6 +129,9 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     robustness = _robustness_table(metrics)
     if robustness:
         tables.append(("Robustness suite", robustness))
+    confidence = _confidence_table(metrics)
+    if confidence:
+        tables.append(("Confidence (calibrated chance of being within 5°)", confidence))
     tables += [("Per-angle medians (fixed-angle set)", _per_angle_table(metrics)),
                ("Per class / person (test set)", _group_table(metrics))]
     made = model_info.get("made_by", {})

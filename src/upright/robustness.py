@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from upright.angles import circular_difference
 from upright.data.rotated import RotatedSet, protocol_set
 from upright.geometry import PROTOCOL_CENTRE, rotate_image, rotation_matrices
 from upright.resamplers import OTHER_RESAMPLERS
@@ -167,19 +168,27 @@ def suite_items(test_images: np.ndarray, source_ids: np.ndarray, angles_per_imag
     return protocol_set(test_images, source_ids, angles_per_image, seed)
 
 
-def score(predict: Callable[[RotatedSet], np.ndarray], items: RotatedSet, seed: int,
+def score(predict: Callable[[RotatedSet], Any], items: RotatedSet, seed: int,
           variants: dict[str, Variant] = VARIANTS, progress: bool = False) -> dict[str, Any]:
-    """Circular MAE and within-5 of ``predict`` (a prerotated set -> angles) on every
-    variant, with the suite's mean and worst (held-out variants reported beside them)."""
+    """Circular MAE and within-5 of ``predict`` (a prerotated set -> angles, or an
+    AngleBelief, whose calibration is then scored too) on every variant, with the suite's
+    mean and worst (held-out variants reported beside them)."""
     from tqdm import tqdm
 
+    from upright.confidence import AngleBelief, calibration_report
     from upright.evaluation import summarise
 
     per_variant: dict[str, dict[str, float]] = {}
     for name in tqdm(list(variants), desc="robustness suite", disable=not progress, leave=False):
         made = variant_set(items, name, seed)
-        summary = summarise(predict(made), made.angles)
+        predicted = predict(made)
+        angles = predicted.angle if isinstance(predicted, AngleBelief) else predicted
+        summary = summarise(angles, made.angles)
         per_variant[name] = {k: summary[k] for k in ("circular_mae", "within_5", "median_error", "count")}
+        if isinstance(predicted, AngleBelief) and not np.isnan(predicted.confidence).any():
+            correct = np.abs(circular_difference(angles, made.angles)) <= 5.0
+            report = calibration_report(predicted.confidence, correct)
+            per_variant[name].update(ece=report["ece"], mean_confidence=report["mean_confidence"])
     in_suite = [n for n in per_variant if n in SUITE]
     held_out = [n for n in per_variant if n in HELD_OUT]
     result: dict[str, Any] = {"variants": per_variant}

@@ -23,7 +23,8 @@ def test_item1_a_40000_pixel_wide_png_is_corrected_not_fatal(model, tmp_path):
     save_png(tmp_path / "in" / "wide.png", wide)
     save_png(tmp_path / "in" / "ok.png")
     out = tmp_path / "out"
-    assert main(correct(tmp_path / "in", "--model", model, "-o", out)) == 0
+    # A strip of thin lines has no up the model is sure of: turn it anyway (the point here).
+    assert main(correct(tmp_path / "in", "--model", model, "-o", out, "--min-confidence", "0")) == 0
     csv_rows, json_rows = report_rows(out)
     assert [r["action"] for r in json_rows] == ["rotated", "rotated"]
     with Image.open(out / "wide.png") as written:

@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -132,6 +133,30 @@ class AngleModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images))
+
+    @torch.no_grad()
+    def predict_belief(self, images: torch.Tensor, temperature: float = 1.0, tta: bool = False):
+        """Angles with their calibrated confidence and runner-up (upright.confidence); an
+        image with no content (flat after the levels rule) gets confidence 0: there is no
+        up to find."""
+        from upright.confidence import belief, has_distribution, quarter_turn_views
+
+        if not has_distribution(self.head):
+            return belief(self.head, None, self.predict_angles(images, tta=tta), temperature)
+        square = images.shape[-1] == images.shape[-2]
+        raw_views = self(quarter_turn_views(images) if square else images.repeat(4, 1, 1, 1))
+        raw = raw_views[: len(images)]
+        angle = self.predict_angles(images, tta=True) if tta else self.head.decode(raw)
+        result = belief(self.head, raw_views, angle, temperature)
+        if not np.isnan(result.confidence).all():
+            result.confidence[self.blank(images).numpy()] = 0.0
+        return result
+
+    def blank(self, images: torch.Tensor) -> torch.Tensor:
+        """Images whose grey levels inside the mask span less than 2 of 255 steps: nothing
+        to read (the levels rule would stretch that flat image's noise into contrast)."""
+        values = images.mean(dim=1).flatten(1)[:, self.input_mask.flatten() > 0]
+        return (values.amax(dim=1) - values.amin(dim=1)) < 2.0 / 255
 
     @torch.no_grad()
     def predict_angles(self, images: torch.Tensor, tta: bool = False) -> torch.Tensor:

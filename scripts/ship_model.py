@@ -64,6 +64,22 @@ def _tta_lines(accuracy: dict | None, name: str) -> list[str]:
             ""]
 
 
+def _confidence_lines(calibration: dict | None) -> list[str]:
+    if not calibration:
+        return ["## Confidence", "", "The head has no distribution over angles: no confidence.", ""]
+    test = calibration["test"]
+    default = next((r for r in calibration["selective"] if r["threshold"] == 0.5), None)
+    lines = ["## Confidence", "",
+             f"Temperature {calibration['temperature']:.3f} (fitted on {calibration['items']:,} "
+             f"validation items); on the test protocol the expected calibration error is "
+             f"{test['ece']:.3f} (mean confidence {test['mean_confidence']:.3f}, "
+             f"{test['within_5']:.1%} within 5 degrees)."]
+    if default and default["within_5_accepted"] is not None:
+        lines[-1] += (f" At `--min-confidence 0.5`, {default['coverage']:.1%} of the images are "
+                      f"turned and {default['within_5_accepted']:.1%} of those are within 5 degrees.")
+    return lines + [""]
+
+
 def card(run: Path, name: str, accuracy: dict | None = None, limitations: str = "") -> str:
     folder = RunFolder(run)
     model, metrics, config = folder.model_info(), folder.metrics(), folder.config_dict()
@@ -101,6 +117,7 @@ def card(run: Path, name: str, accuracy: dict | None = None, limitations: str = 
         "",
         *_border_cue_lines(metrics.get("blank_content")),
         *_robustness_lines(metrics.get("robustness")),
+        *_confidence_lines(metrics.get("calibration")),
         *_tta_lines(accuracy, name),
         *(["## Limitations", "", limitations.strip(), ""] if limitations.strip() else []),
         f"Training: {training.get('epochs')} epochs, {training.get('samples_seen'):,} samples in "

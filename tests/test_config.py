@@ -127,6 +127,6 @@ def test_recipes_give_exactly_the_configs_they_gave_before_they_became_files():
     from pathlib import Path
 
     pinned = json.loads((Path(__file__).parent / "data" / "recipes-before-config-refactor.json").read_text())
-    assert sorted(pinned) == sorted(RECIPES)
+    assert set(pinned) <= set(RECIPES)  # new recipes may come; these may not change
     for recipe, expected in pinned.items():
         assert make_config(recipe).to_dict() == expected, recipe

@@ -237,26 +237,24 @@ def _interrupt(signum: int, frame: Any) -> None:
 def cmd_correct(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from upright.correction import CorrectOptions, correct_paths
+    from upright import api
     from upright.names import shown
-    from upright.predictors import load_predictor
 
-    options = CorrectOptions(canvas=args.canvas, fill=args.fill, threshold=args.threshold,
-                             dry_run=args.dry_run, overwrite=args.overwrite,
-                             min_confidence=args.min_confidence,
-                             allow_input_folder=args.allow_input_folder,
-                             jpeg_quality=args.jpeg_quality, batch_size=args.batch_size,
-                             workers=args.workers, memory_budget=args.memory_budget << 20)
     if args.output is None and not args.dry_run:
         args.parser.error("the following arguments are required: -o/--output (or use --dry-run)")
-    predictor = load_predictor(args.model, args.runtime, tta=args.tta)  # before any work
+    model = api.load(args.model, args.runtime, tta=args.tta)  # before any work
     # upright has its own pixel limit (imagefiles.MAX_PIXELS, a per-file error); Pillow's
     # lower warning threshold would only print noise for every big photo.
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        results = correct_paths(args.paths, predictor, args.output, options,
-                                progress=not args.no_progress)
+        results = api.correct(args.paths, args.output, model, progress=not args.no_progress,
+                              canvas=args.canvas, fill=args.fill, threshold=args.threshold,
+                              dry_run=args.dry_run, overwrite=args.overwrite,
+                              min_confidence=args.min_confidence,
+                              allow_input_folder=args.allow_input_folder,
+                              jpeg_quality=args.jpeg_quality, batch_size=args.batch_size,
+                              workers=args.workers, memory_budget=args.memory_budget << 20)
     finally:
         signal.signal(signal.SIGTERM, previous)
     failed = [r for r in results if r.action == "failed"]
@@ -280,6 +278,18 @@ def cmd_correct(args: argparse.Namespace) -> int:
     where = f"; report: {shown(results.report)}" if results.report else ""
     print(f"{summary or '0 corrected'}, {len(failed)} failed{where}")
     return 1 if failed else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from upright.errors import UserError
+
+    try:
+        from upright.serve.app import serve
+    except ImportError as exc:
+        raise UserError(f"upright serve needs FastAPI and uvicorn ({exc.name} is missing): "
+                        "pip install -e \".[serve]\"") from None
+    serve(args.host, args.port, args.model, args.max_mb << 20, args.concurrency)
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -392,6 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decode/encode threads (default: the CPU count plus one)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_correct, parser=p)
+
+    p = sub.add_parser("serve", help="an HTTP API (POST /v1/angle, /v1/upright; docs at /docs) "
+                       "and a page at / to drop images on")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=_bounded(int, 1, 65535), default=8000)
+    p.add_argument("--model", default="mnist", help="default model: a shipped name or a run/model folder")
+    p.add_argument("--max-mb", type=_bounded(int, 1, 4096), default=20, metavar="MB",
+                   help="largest upload in MiB (default 20)")
+    p.add_argument("--concurrency", type=_bounded(int, 1, 64), default=2,
+                   help="images worked on at once (default 2)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="export a run's model (ONNX) beside its checkpoint")
     p.add_argument("run", type=Path)

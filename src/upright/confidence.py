@@ -44,6 +44,9 @@ class AngleBelief:
     confidence: np.ndarray  # NaN where the head has no distribution
     second_angle: np.ndarray  # NaN where no runner-up holds real mass
     second_mass: np.ndarray
+    # (N, bins) the calibrated distribution over the circle, bin centres from -180 + width / 2;
+    # None where the head has none
+    distribution: np.ndarray | None = None
 
 
 def has_distribution(head: torch.nn.Module) -> bool:
@@ -96,6 +99,7 @@ def belief(head: torch.nn.Module, raw_views: torch.Tensor, angle: torch.Tensor,
         confidence.clamp(0, 1).numpy().astype(np.float64),
         torch.where(real, second, torch.full_like(second, float("nan"))).numpy().astype(np.float64),
         torch.where(real, second_mass, torch.zeros_like(second_mass)).numpy().astype(np.float64),
+        probs.numpy().astype(np.float32),
     )
 
 

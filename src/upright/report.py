@@ -52,10 +52,27 @@ def _per_angle_table(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]
 
 
 def _group_table(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Per class or person: errors, and where the head has a distribution, the confidence,
+    the share turned at the default --min-confidence, accuracy among those and how often a
+    runner-up holds mass (a 0, 1 or 8: 180 degrees away)."""
     groups = metrics.get("per_group", {})
-    rows = [[g, f"{v['circular_mae']:.2f}", f"{v['within_5']:.1%}", f"{v['count']:,}"]
-            for g, v in sorted(groups.items(), key=lambda kv: int(kv[0]))]
-    return ["group", "circular MAE (°)", "within ±5°", "images"], rows
+    sure = (metrics.get("calibration") or {}).get("per_group", {})
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    rows = []
+    for g, v in sorted(groups.items(), key=lambda kv: int(kv[0])):
+        row = [g, f"{v['circular_mae']:.2f}", f"{v['within_5']:.1%}", f"{v['count']:,}"]
+        if sure:
+            c = sure.get(g, {})
+            row += [f"{c.get('mean_confidence', float('nan')):.2f}", share(c.get("coverage")),
+                    share(c.get("within_5_accepted")), share(c.get("runner_up_share"))]
+        rows.append(row)
+    header = ["group", "circular MAE (°)", "within ±5°", "images"]
+    if sure:
+        header += ["mean confidence", "turned", "within ±5° of turned", "with a runner-up"]
+    return header, rows
 
 
 def _confidence_table(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:

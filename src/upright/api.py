@@ -1,0 +1,156 @@
+"""The Python API every interface stands on: load a model, predict angles, turn images upright.
+
+    >>> import upright
+    >>> model = upright.load("mnist")                # a shipped name, or a run/model folder
+    >>> result = model.predict("scan.png")           # or a numpy array, a PIL image, a list
+    >>> result.angle, result.confidence              # degrees; chance it is within 5 degrees
+    >>> fixed = model.upright("scan.png")            # the corrected image (PIL in, PIL out)
+
+``upright.correct(paths, output)`` corrects files and folders exactly as the command does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from upright.errors import UserError
+
+ImageLike = Any  # numpy array (H, W) or (H, W, C), a PIL image, or a path to an image file
+
+
+@dataclass(frozen=True)
+class Prediction:
+    angle: float  # degrees, counter-clockwise; turn by minus this to make the image upright
+    confidence: float | None  # calibrated chance the angle is within 5 degrees; None: no distribution
+    second_angle: float | None = None  # the runner-up mode, where one holds real mass
+    second_mass: float | None = None
+    # the calibrated distribution over the circle (bins from -180 degrees up); None: no distribution
+    distribution: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+
+def _pixels(image: ImageLike) -> tuple[np.ndarray, str | None]:
+    """Decoded pixels and their mode from any accepted kind of image."""
+    from upright.imagefiles import read_image
+
+    if isinstance(image, (str, os.PathLike)):
+        decoded = read_image(image)
+        return decoded.pixels, decoded.mode
+    if isinstance(image, Image.Image):
+        if image.mode in ("P", "PA", "1"):
+            image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
+        if image.mode in ("I", "I;16", "I;16L", "I;16B"):
+            return np.clip(np.asarray(image), 0, 65535).astype(np.uint16), "I;16"
+        return np.asarray(image), image.mode
+    array = np.asarray(image)
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise UserError("a float image must hold values in [0, 1]")
+        array = np.round(array * 255).astype(np.uint8)
+    if array.dtype not in (np.uint8, np.uint16) or array.ndim not in (2, 3) or (
+            array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
+        raise UserError(f"not an image: an array of shape {array.shape} and type {array.dtype} "
+                        "(expected (H, W) or (H, W, C) with C 1-4, uint8, uint16 or float in [0, 1])")
+    return array, None
+
+
+def _is_batch(images: Any) -> bool:
+    """A list or tuple; a 4-D array (N, H, W, C); or a 3-D array whose last side is more
+    than 4 (N grey images, (N, H, W): a colour image has 1-4 channels there)."""
+    if isinstance(images, (list, tuple)):
+        return True
+    return isinstance(images, np.ndarray) and (images.ndim == 4 or (images.ndim == 3 and images.shape[2] > 4))
+
+
+class Model:
+    """A loaded model: ``predict`` angles, turn images ``upright``."""
+
+    def __init__(self, predictor, name: str) -> None:
+        self.predictor = predictor
+        self.name = name
+        self.spec = predictor.spec
+
+    def __repr__(self) -> str:
+        return f"upright.Model({self.name!r}, {self.spec.backbone} + {self.spec.head})"
+
+    def predict(self, images: ImageLike | Sequence[ImageLike]) -> Prediction | list[Prediction]:
+        """One Prediction for one image; a list for a list (or a 4-D array) of images."""
+        batch = list(images) if _is_batch(images) else [images]
+        results = self._predict_pixels([_pixels(image) for image in batch])
+        return results if _is_batch(images) else results[0]
+
+    def _predict_pixels(self, decoded: list[tuple[np.ndarray, str | None]]) -> list[Prediction]:
+        from upright.correction import model_input
+
+        if not decoded:
+            return []
+        inputs = np.stack([model_input(pixels, self.spec, mode) for pixels, mode in decoded])
+        b = self.predictor.predict_belief(inputs)
+        return [Prediction(float(b.angle[i]), _number(b.confidence[i]), _number(b.second_angle[i]),
+                           _number(b.second_mass[i]) if np.isfinite(b.second_angle[i]) else None,
+                           None if b.distribution is None else b.distribution[i])
+                for i in range(len(decoded))]
+
+    def upright(self, image: ImageLike, canvas: str = "same", fill: tuple[int, int, int] | str = (0, 0, 0),
+                min_confidence: float = 0.0) -> np.ndarray | Image.Image:
+        """The image turned upright by minus its predicted angle (``canvas``: same, expand
+        or crop; ``fill``: the corners' colour). Below ``min_confidence`` it comes back
+        unturned. A PIL image or a path gives a PIL image; an array gives an array."""
+        from upright.correction import _fill_for, parse_fill
+        from upright.geometry import CANVAS_MODES, rotate_image
+        from upright.imagefiles import DecodedImage
+
+        if canvas not in CANVAS_MODES:
+            raise UserError(f"unknown canvas {canvas!r}; choose from {', '.join(CANVAS_MODES)}")
+        pixels, mode = _pixels(image)
+        prediction = self._predict_pixels([(pixels, mode)])[0]
+        unsure = prediction.confidence is not None and prediction.confidence < min_confidence
+        try:
+            fill_rgb = parse_fill(fill) if isinstance(fill, str) else tuple(int(v) for v in fill)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        decoded = DecodedImage(pixels, "PNG", mode or "")
+        turned = pixels if unsure else rotate_image(pixels, -prediction.angle, canvas=canvas,
+                                                    fill=_fill_for(decoded, fill_rgb))
+        if isinstance(image, np.ndarray):
+            return turned
+        if turned.ndim == 3 and turned.shape[2] == 1:
+            turned = turned[:, :, 0]
+        if mode in ("CMYK", "LAB", "YCbCr"):
+            size = (turned.shape[1], turned.shape[0])
+            return Image.frombytes(mode, size, np.ascontiguousarray(turned).tobytes())
+        return Image.fromarray(turned)
+
+
+def _number(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def load(model: str | os.PathLike = "mnist", runtime: str = "torch", tta: bool = False) -> Model:
+    """A shipped model by name (``mnist``, ``faces``) or a run or model folder."""
+    from upright.predictors import load_predictor
+
+    return Model(load_predictor(model, runtime, tta=tta), str(model))
+
+
+def correct(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | os.PathLike | None,
+            model: str | os.PathLike | Model = "mnist", progress: bool = False, **options: Any):
+    """Correct image files and folders into ``output`` (what ``upright correct`` runs);
+    ``options`` are CorrectOptions' fields (canvas, fill, threshold, min_confidence,
+    dry_run, overwrite, jpeg_quality, ...). Returns the rows, with ``.report`` the CSV."""
+    from upright.correction import CorrectOptions, correct_paths
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    predictor = model.predictor if isinstance(model, Model) else load(model).predictor
+    try:
+        settings = CorrectOptions(**options)
+    except TypeError as exc:
+        raise UserError(f"correct: {exc}") from None
+    return correct_paths([Path(p) for p in paths], predictor, output, settings, progress=progress)

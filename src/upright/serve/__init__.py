@@ -1,0 +1,1 @@
+"""``upright serve``: the HTTP API and its page (an optional extra: pip install -e ".[serve]")."""

@@ -1,0 +1,207 @@
+"""``upright serve``: an HTTP API and a page over the Python API (FastAPI).
+
+POST /v1/angle   an image upload (multipart field ``file``) -> JSON: angle, confidence,
+                 runner-up, the distribution in 5-degree bins, size, model
+POST /v1/upright the corrected image in the upload's format; angle and confidence in
+                 X-Upright-Angle / X-Upright-Confidence; canvas, fill, min_confidence
+GET  /v1/models  the models this server can use
+GET  /healthz    liveness
+GET  /           the page (self-contained: no CDN, no external font)
+
+A bad upload is a JSON 4xx naming the problem (not an image, too large, too many pixels,
+unknown model); models load once; inference runs in worker threads, at most
+``concurrency`` at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from upright import __version__, api
+from upright.errors import UserError
+from upright.imagefiles import MAX_PIXELS, ImageFileError, encode_image, read_image
+from upright.shipped import SHIPPED_MODELS, shipped_model
+
+DEFAULT_MAX_BYTES = 20 << 20
+DISTRIBUTION_BIN = 5  # degrees per bin of the distribution a client draws
+MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "BMP": "image/bmp", "TIFF": "image/tiff",
+               "WEBP": "image/webp"}
+
+
+class HTTPProblem(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+class Models:
+    """Models by name, each loaded once on first use; only the allowed names."""
+
+    def __init__(self, default: str, allowed: list[str]) -> None:
+        self.default, self.allowed = default, allowed
+        self.loaded: dict[str, api.Model] = {}
+        self.lock = asyncio.Lock()
+
+    async def get(self, name: str | None) -> api.Model:
+        name = name or self.default
+        if name not in self.allowed:
+            raise HTTPProblem(404, f"unknown model {name!r}; this server has: {', '.join(self.allowed)}")
+        async with self.lock:
+            if name not in self.loaded:
+                self.loaded[name] = await run_in_threadpool(api.load, name)
+        return self.loaded[name]
+
+
+def create_app(model: str = "mnist", max_bytes: int = DEFAULT_MAX_BYTES, concurrency: int = 2,
+               extra_models: list[str] | None = None) -> FastAPI:
+    names = [n for n in SHIPPED_MODELS if shipped_model(n) is not None]
+    allowed = list(dict.fromkeys([model, *names, *(extra_models or [])]))
+    models = Models(model, allowed)
+    slots = asyncio.Semaphore(concurrency)
+    app = FastAPI(title="upright", version=__version__,
+                  description="Predict an image's rotation angle and turn it upright.")
+
+    @app.exception_handler(HTTPProblem)
+    async def problem(_: Request, exc: HTTPProblem) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.middleware("http")
+    async def refuse_big_bodies(request: Request, call_next):
+        # Before the body is read: a declared size over the limit is refused at once.
+        declared = request.headers.get("content-length", "")
+        if request.method == "POST" and declared.isdigit() and int(declared) > max_bytes + (64 << 10):
+            return JSONResponse({"detail": f"upload of {int(declared):,} bytes is over the limit of "
+                                           f"{max_bytes:,} bytes"}, status_code=413)
+        return await call_next(request)
+
+    async def read_upload(file: UploadFile) -> bytes:
+        data = await file.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise HTTPProblem(413, f"{file.filename or 'upload'}: over the limit of {max_bytes:,} bytes")
+        if not data:
+            raise HTTPProblem(400, f"{file.filename or 'upload'}: empty file")
+        return data
+
+    def decode(data: bytes, name: str):
+        from upright.correction import FILE_ERRORS, failure_text
+
+        suffix = Path(name).suffix.lower() if name else ""
+        fd, tmp = tempfile.mkstemp(suffix=suffix[:8] if suffix.isascii() else "")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            decoded = read_image(tmp)
+        except ImageFileError as exc:
+            text = str(exc).replace(tmp, name or "upload")
+            status = 413 if "pixels" in text and ("limit" in text or "bomb" in text) else 400
+            raise HTTPProblem(status, text) from None
+        except FILE_ERRORS as exc:
+            raise HTTPProblem(400, failure_text(Path(name or "upload"), exc)) from None
+        finally:
+            os.unlink(tmp)
+        return decoded
+
+    async def predict(data: bytes, name: str, model: api.Model):
+        async with slots:
+            def work():
+                decoded = decode(data, name)
+                return decoded, model._predict_pixels([(decoded.pixels, decoded.mode)])[0]
+            return await run_in_threadpool(work)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"default": model, "models": [{"name": n, "loaded": n in models.loaded} for n in allowed]}
+
+    @app.post("/v1/angle")
+    async def angle(file: Annotated[UploadFile, File()],
+                    model_name: Annotated[str | None, Query(alias="model")] = None):
+        chosen = await models.get(model_name)
+        data = await read_upload(file)
+        decoded, prediction = await predict(data, file.filename or "", chosen)
+        height, width = decoded.pixels.shape[:2]
+        return {"file": file.filename, "angle": prediction.angle, "confidence": prediction.confidence,
+                "second_angle": prediction.second_angle, "second_mass": prediction.second_mass,
+                "distribution": _coarse(prediction.distribution), "width": width, "height": height,
+                "model": chosen.name}
+
+    @app.post("/v1/upright")
+    async def upright_image(file: Annotated[UploadFile, File()],
+                            model_name: Annotated[str | None, Query(alias="model")] = None,
+                            canvas: Annotated[str, Query(pattern="^(same|expand|crop)$")] = "same",
+                            fill: str = "black",
+                            min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0):
+        from upright.correction import FILE_ERRORS, _fill_for, failure_text, parse_fill
+        from upright.geometry import rotate_image, rotation_matrix
+
+        chosen = await models.get(model_name)
+        try:
+            fill_rgb = parse_fill(fill)
+        except ValueError as exc:
+            raise HTTPProblem(422, str(exc)) from None
+        data = await read_upload(file)
+        decoded, prediction = await predict(data, file.filename or "", chosen)
+        unsure = prediction.confidence is not None and prediction.confidence < min_confidence
+
+        def turn() -> bytes:
+            if unsure:
+                return data
+            height, width = decoded.pixels.shape[:2]
+            _, (out_w, out_h) = rotation_matrix(-prediction.angle, width, height, canvas)
+            if out_w * out_h > MAX_PIXELS:
+                raise HTTPProblem(413, f"the {canvas} canvas would be {out_w}x{out_h} pixels, over "
+                                       f"the limit of {MAX_PIXELS:,}")
+            try:
+                turned = rotate_image(decoded.pixels, -prediction.angle, canvas=canvas,
+                                      fill=_fill_for(decoded, fill_rgb))
+                return encode_image(decoded, turned)
+            except FILE_ERRORS as exc:  # what the libraries raise on one odd file: not a 500
+                raise HTTPProblem(422, failure_text(Path(file.filename or "upload"), exc)) from None
+
+        async with slots:
+            body = await run_in_threadpool(turn)
+        headers = {"X-Upright-Angle": f"{prediction.angle:.3f}",
+                   "X-Upright-Action": "kept-unsure" if unsure else "rotated"}
+        if prediction.confidence is not None:
+            headers["X-Upright-Confidence"] = f"{prediction.confidence:.4f}"
+        return Response(body, media_type=MEDIA_TYPES.get(decoded.format, "application/octet-stream"),
+                        headers=headers)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return resources.files("upright.serve").joinpath("page.html").read_text(encoding="utf-8")
+
+    return app
+
+
+def _coarse(distribution: np.ndarray | None) -> list[float] | None:
+    """The distribution in DISTRIBUTION_BIN-degree bins from -180 (what the page draws)."""
+    if distribution is None:
+        return None
+    per = max(1, round(len(distribution) * DISTRIBUTION_BIN / 360))
+    usable = len(distribution) // per * per
+    return [round(float(v), 5) for v in np.asarray(distribution[:usable]).reshape(-1, per).sum(1)]
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, model: str = "mnist",
+          max_bytes: int = DEFAULT_MAX_BYTES, concurrency: int = 2) -> None:
+    import uvicorn
+
+    try:
+        api.load(model)  # a bad model name fails here, before the server starts
+    except UserError:
+        raise
+    uvicorn.run(create_app(model, max_bytes, concurrency), host=host, port=port, log_level="info")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
-import threading
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ from upright.shipped import shipped_model
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 sync_api = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("uvicorn")
+pytest.importorskip("fastapi")
 pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
     pytest.mark.skipif(shipped_model("mnist") is None, reason="no shipped model installed"),
@@ -26,64 +30,89 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server():
-    import uvicorn
-
-    from upright.serve.app import create_app
-
+def server(tmp_path_factory):
+    """`upright serve` itself, in a child process on a free localhost port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = uvicorn.Config(create_app("mnist"), host="127.0.0.1", port=port, log_level="warning")
-    live = uvicorn.Server(config)
-    thread = threading.Thread(target=live.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not live.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    live.should_exit = True
-    thread.join(10)
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    with open(log, "w") as out:
+        child = subprocess.Popen([sys.executable, "-m", "upright", "serve", "--port", str(port)],
+                                 stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                break
+        except OSError:
+            if child.poll() is not None:
+                raise RuntimeError(f"upright serve exited: {log.read_text()}") from None
+            time.sleep(0.2)
+    yield url
+    child.terminate()
+    child.wait(10)
 
 
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"])
         yield chromium
         chromium.close()
 
 
 @pytest.fixture
-def digits(tmp_path):
-    samples = load_samples("mnist")
-    picks = np.flatnonzero(np.isin(samples.groups, [2, 3, 4, 5, 7, 9]))[:2]
-    paths = []
-    for pick, angle in zip(picks, (60.0, -120.0), strict=True):
-        path = tmp_path / f"digit{pick}.png"
+def turned(tmp_path):
+    """A turned digit (for the mnist model) and a turned face (for the faces model)."""
+    files = {}
+    for dataset, model, angle in (("mnist", "mnist", 60.0), ("olivetti", "faces", -120.0)):
+        samples = load_samples(dataset)
+        usable = np.isin(samples.groups, [2, 3, 4, 5, 7, 9]) if dataset == "mnist" else samples.groups >= 0
+        pick = int(np.flatnonzero(usable)[0])
+        path = tmp_path / f"{dataset}-{pick}.png"
         Image.fromarray(rotate_image(samples.images[pick], angle, centre=PROTOCOL_CENTRE)).save(path)
-        paths.append((path, angle))
-    return paths
+        files[model] = (path, angle, samples.images[pick].shape[0])
+    return files
 
 
-def test_two_chosen_images_are_shown_upright_with_angle_confidence_and_chart(server, browser, digits):
+@pytest.mark.parametrize("model", ["mnist", "faces"])
+def test_a_turned_image_is_shown_upright_with_its_angle_confidence_and_chart(server, browser, turned,
+                                                                           tmp_path, model):
+    path, angle, side = turned[model]
     page = browser.new_page()
     page.goto(server)
     page.wait_for_selector("#model option", state="attached")
-    assert page.locator("#model").input_value() == "mnist"
-    page.set_input_files("#file", [str(p) for p, _ in digits])
-    page.wait_for_function("document.querySelectorAll('.result .angle').length == 2", timeout=30_000)
-    for path, angle in digits:
-        card = page.locator(f"article[aria-label='{path.name}']")
-        shown = float(card.locator(".angle").inner_text().rstrip("°"))
-        assert abs((shown - angle + 180) % 360 - 180) < 15
-        assert "confidence" in card.locator(".confidence").inner_text()
-        card.locator("img.out").evaluate("img => img.decode()")
-        assert card.locator("img.out").evaluate("img => img.naturalWidth") == 28
-        inked = card.locator("canvas").evaluate(
-            "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v > 0)")
-        assert inked  # the polar chart of the distribution is drawn
-        assert card.locator("a[download]").get_attribute("download") == f"upright-{path.name}"
+    page.select_option("#model", model)
+    page.set_input_files("#file", [str(path)])
+    page.wait_for_selector(".result .angle", timeout=30_000)
+    card = page.locator(f"article[aria-label='{path.name}']")
+    shown = float(card.locator(".angle").inner_text().rstrip("°"))
+    assert abs((shown - angle + 180) % 360 - 180) < 15
+    assert "confidence" in card.locator(".confidence").inner_text()
+    card.locator("img.out").evaluate("img => img.decode()")
+    assert card.locator("img.out").evaluate("img => img.naturalWidth") == side
+    inked = card.locator("canvas").evaluate(
+        "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v > 0)")
+    assert inked  # the polar chart of the distribution is drawn
+    assert card.locator("a[download]").get_attribute("download") == f"upright-{path.name}"
+    page.screenshot(path=str(tmp_path / f"page-{model}.png"), full_page=True)
+    assert (tmp_path / f"page-{model}.png").stat().st_size > 5000
+    page.close()
+
+
+def test_several_images_at_once(server, browser, turned):
+    page = browser.new_page()
+    page.goto(server)
+    page.wait_for_selector("#model option", state="attached")
+    page.set_input_files("#file", [str(turned["mnist"][0]), str(turned["faces"][0])])
+    page.wait_for_function("document.querySelectorAll('.result .angle, .result .error').length == 2",
+                           timeout=30_000)
+    assert page.locator(".result").count() == 2
     page.close()
 
 

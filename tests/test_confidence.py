@@ -173,6 +173,7 @@ def bins_run(tmp_path_factory, glyph_folder):
     return run
 
 
+@pytest.mark.slow  # a training run of its own: 6 s; CI runs it
 def test_a_distribution_head_is_calibrated_after_training_and_reports_it(bins_run):
     from upright.runs import RunFolder
 

@@ -100,6 +100,7 @@ def test_bad_input_is_a_json_4xx_that_names_the_problem(client, url, name, data,
     assert words in str(response.json()["detail"])
 
 
+@pytest.mark.slow  # 200 predictions: 4 s; CI runs it
 def test_200_requests_8_at_a_time_are_all_answered_correctly(client):
     angles = [(-170 + 17 * i) % 360 - 180 for i in range(200)]
     payloads = [_png(_digit(a, i % 20)) for i, a in enumerate(angles)]

@@ -69,6 +69,9 @@ def test_upright_returns_the_corrected_image_in_its_own_format(client):
         assert response.status_code == 200 and response.headers["content-type"] == media
         angle = float(response.headers["x-upright-angle"])
         assert _close(angle, -70.0, 12) and 0 < float(response.headers["x-upright-confidence"]) <= 1
+        bins = [float(v) for v in response.headers["x-upright-distribution"].split(",")]
+        assert len(bins) == 72 and abs(sum(bins) - 1) < 0.01  # what the page draws, in one request
+        assert response.headers["x-upright-size"] == "28x28"
         with Image.open(io.BytesIO(response.content)) as out:
             assert out.format == fmt and out.size[0] > 28  # the expanded canvas
     empty_page = _png(np.zeros((28, 28), np.uint8))

@@ -2,8 +2,9 @@
 
 POST /v1/angle   an image upload (multipart field ``file``) -> JSON: angle, confidence,
                  runner-up, the distribution in 5-degree bins, size, model
-POST /v1/upright the corrected image in the upload's format; angle and confidence in
-                 X-Upright-Angle / X-Upright-Confidence; canvas, fill, min_confidence
+POST /v1/upright the corrected image in the upload's format; X-Upright-Angle,
+                 -Confidence, -Second (angle,mass), -Distribution (5-degree bins),
+                 -Size, -Action headers; canvas, fill, min_confidence
 GET  /v1/models  the models this server can use
 GET  /healthz    liveness
 GET  /           the page (self-contained: no CDN, no external font)
@@ -173,10 +174,16 @@ def create_app(model: str = "mnist", max_bytes: int = DEFAULT_MAX_BYTES, concurr
 
         async with slots:
             body = await run_in_threadpool(turn)
+        height, width = decoded.pixels.shape[:2]
         headers = {"X-Upright-Angle": f"{prediction.angle:.3f}",
-                   "X-Upright-Action": "kept-unsure" if unsure else "rotated"}
+                   "X-Upright-Action": "kept-unsure" if unsure else "rotated",
+                   "X-Upright-Size": f"{width}x{height}"}
         if prediction.confidence is not None:
             headers["X-Upright-Confidence"] = f"{prediction.confidence:.4f}"
+            # What the page draws, so one request per image gives it everything.
+            headers["X-Upright-Distribution"] = ",".join(f"{v:.4f}" for v in _coarse(prediction.distribution))
+        if prediction.second_angle is not None:
+            headers["X-Upright-Second"] = f"{prediction.second_angle:.1f},{prediction.second_mass:.4f}"
         return Response(body, media_type=MEDIA_TYPES.get(decoded.format, "application/octet-stream"),
                         headers=headers)
 

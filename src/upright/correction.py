@@ -299,7 +299,7 @@ def _fill_for(decoded: DecodedImage, fill: tuple[int, ...]) -> tuple[float, ...]
 class _Loaded:
     index: int
     item: InputFile
-    decoded: DecodedImage
+    decoded: DecodedImage | None  # None once written: its pixels are freed
     x: np.ndarray
 
 
@@ -396,6 +396,14 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
         return _Loaded(index, item, decoded, model_input(decoded.pixels, spec, decoded.mode))
 
     def finish(loaded: _Loaded, angle: float, belief: tuple[float, float, float]) -> Result:
+        try:
+            return write(loaded, angle, belief)
+        finally:
+            # Free the pixels now, before the budget is released: the pool's work item keeps
+            # ``loaded`` alive a moment longer.
+            loaded.decoded = None
+
+    def write(loaded: _Loaded, angle: float, belief: tuple[float, float, float]) -> Result:
         src = loaded.item.path
         angle = round(float(angle), 3)
         confidence, second_angle, second_mass = (_finite_or_none(v) for v in belief)
@@ -510,6 +518,7 @@ def _run(files: Sequence[tuple[int, InputFile]], pool: ThreadPoolExecutor, windo
         for i, b in enumerate(batch):
             angle = belief.angle[i]
             if not np.isfinite(angle):  # a broken model: no angle is better than a made-up one
+                b.decoded = None
                 record((b.index, Result(str(b.item.path), None, "failed",
                                         f"{b.item.path}: the model gave no angle ({angle})")))
                 continue

@@ -37,17 +37,14 @@ class Prediction:
 
 def _pixels(image: ImageLike) -> tuple[np.ndarray, str | None]:
     """Decoded pixels and their mode from any accepted kind of image."""
-    from upright.imagefiles import read_image
+    from upright.imagefiles import from_pil, read_image
 
     if isinstance(image, (str, os.PathLike)):
         decoded = read_image(image)
         return decoded.pixels, decoded.mode
     if isinstance(image, Image.Image):
-        if image.mode in ("P", "PA", "1"):
-            image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
-        if image.mode in ("I", "I;16", "I;16L", "I;16B"):
-            return np.clip(np.asarray(image), 0, 65535).astype(np.uint16), "I;16"
-        return np.asarray(image), image.mode
+        decoded = from_pil(image)
+        return decoded.pixels, decoded.mode
     array = np.asarray(image)
     if array.dtype.kind == "f":
         if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
@@ -102,8 +99,8 @@ class Model:
         """The image turned upright by minus its predicted angle (``canvas``: same, expand
         or crop; ``fill``: the corners' colour). Below ``min_confidence`` it comes back
         unturned. A PIL image or a path gives a PIL image; an array gives an array."""
-        from upright.correction import _fill_for, parse_fill
-        from upright.geometry import CANVAS_MODES, rotate_image
+        from upright.correction import parse_fill, turned_pixels
+        from upright.geometry import CANVAS_MODES
         from upright.imagefiles import DecodedImage
 
         if canvas not in CANVAS_MODES:
@@ -116,8 +113,7 @@ class Model:
         except ValueError as exc:
             raise UserError(str(exc)) from None
         decoded = DecodedImage(pixels, "PNG", mode or "")
-        turned = pixels if unsure else rotate_image(pixels, -prediction.angle, canvas=canvas,
-                                                    fill=_fill_for(decoded, fill_rgb))
+        turned = pixels if unsure else turned_pixels(decoded, -prediction.angle, canvas, fill_rgb)
         if isinstance(image, np.ndarray):
             return turned
         if turned.ndim == 3 and turned.shape[2] == 1:

@@ -48,6 +48,12 @@ class AngleBelief:
     # None where the head has none
     distribution: np.ndarray | None = None
 
+    @classmethod
+    def without_confidence(cls, angles: np.ndarray) -> AngleBelief:
+        """Angles from a model with no distribution to say how sure it is (NaN elsewhere)."""
+        nan = np.full(len(angles), np.nan)
+        return cls(np.asarray(angles, np.float64), nan, nan.copy(), nan.copy())
+
 
 def has_distribution(head: torch.nn.Module) -> bool:
     return hasattr(head, "centres")
@@ -83,10 +89,8 @@ def belief(head: torch.nn.Module, raw_views: torch.Tensor, angle: torch.Tensor,
            temperature: float = 1.0) -> AngleBelief:
     """Confidence and runner-up for decoded ``angle`` from the head's raw outputs on the
     four quarter-turn views (``quarter_turn_views``)."""
-    n = len(angle)
     if not has_distribution(head):
-        nan = np.full(n, np.nan)
-        return AngleBelief(angle.numpy().astype(np.float64), nan, nan.copy(), nan.copy())
+        return AngleBelief.without_confidence(angle.numpy())
     centres = head.centres
     probs = view_probabilities(head, raw_views, temperature)
     confidence = mass_near(probs, centres, angle, WITHIN)

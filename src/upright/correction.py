@@ -30,7 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from upright import fileio, imagefiles
-from upright.confidence import DEFAULT_MIN_CONFIDENCE
+from upright.confidence import DEFAULT_MIN_CONFIDENCE, AngleBelief
 from upright.errors import UserError
 from upright.geometry import CANVAS_MODES, rotate_image, rotate_image_strips, rotation_matrix
 from upright.imagefiles import (
@@ -46,7 +46,7 @@ from upright.imagefiles import (
 from upright.models.model import ModelSpec
 from upright.names import csv_cell, shown
 from upright.pngstream import write_png
-from upright.predictors import Predictor, no_belief
+from upright.predictors import Predictor
 from upright.prepare import CONVERTED_MODES, prepare_image
 
 REPORT_CSV = "angles.csv"
@@ -319,12 +319,20 @@ def failure_text(path: Path, exc: BaseException) -> str:
     return f"{path}: {kind}: {text}" if text else f"{path}: {kind}"
 
 
-def _check_canvas(decoded: DecodedImage, angle: float, canvas: str, path: Path) -> None:
+def _check_canvas(decoded: DecodedImage, angle: float, canvas: str, path: Path | str) -> None:
     height, width = decoded.pixels.shape[:2]
     _, (out_w, out_h) = rotation_matrix(angle, width, height, canvas)
     if out_w * out_h > MAX_PIXELS:
         raise ImageFileError(f"{path}: the {canvas} canvas would be {out_w}x{out_h} pixels, over "
                              f"the limit of {MAX_PIXELS:,}")
+
+
+def turned_pixels(decoded: DecodedImage, angle: float, canvas: str, fill: tuple[int, ...],
+                  path: Path | str = "image") -> np.ndarray:
+    """The decoded image turned by ``angle`` on the ``canvas``, corners in ``fill`` (RGB,
+    given in the image's own mode); a canvas over the pixel limit is an ImageFileError."""
+    _check_canvas(decoded, angle, canvas, path)
+    return rotate_image(decoded.pixels, angle, canvas=canvas, fill=_fill_for(decoded, fill))
 
 
 def _streamed(decoded: DecodedImage) -> bool:
@@ -425,14 +433,15 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
             if unsure or small:
                 fileio.write_with(target, lambda tmp: shutil.copyfile(src, tmp), options.overwrite)
                 return row("kept-unsure" if unsure else "kept-small", output=str(target))
-            _check_canvas(loaded.decoded, -angle, options.canvas, src)
-            decoded, fill = loaded.decoded, _fill_for(loaded.decoded, options.fill)
+            decoded = loaded.decoded
             if _streamed(decoded):  # never a second full-size image in memory
-                size, strips = rotate_image_strips(decoded.pixels, -angle, options.canvas, fill)
+                _check_canvas(decoded, -angle, options.canvas, src)
+                size, strips = rotate_image_strips(decoded.pixels, -angle, options.canvas,
+                                                   _fill_for(decoded, options.fill))
                 fileio.write_with(target, lambda tmp: _write_png_file(tmp, size, strips, decoded),
                                   options.overwrite)
                 return row("rotated", output=str(target))
-            rotated = rotate_image(decoded.pixels, -angle, canvas=options.canvas, fill=fill)
+            rotated = turned_pixels(decoded, -angle, options.canvas, options.fill, src)
             data = encode_image(decoded, rotated, options.jpeg_quality)
             del rotated
             fileio.write_bytes(target, data, options.overwrite)
@@ -513,7 +522,7 @@ def _run(files: Sequence[tuple[int, InputFile]], pool: ThreadPoolExecutor, windo
         stack = np.stack([b.x for b in batch])
         # Any object with predict() is a predictor; one without predict_belief has no confidence.
         belief = (predictor.predict_belief(stack) if hasattr(predictor, "predict_belief")
-                  else no_belief(predictor.predict(stack)))
+                  else AngleBelief.without_confidence(predictor.predict(stack)))
         drain_writes()  # the previous batch's: bounds memory to two batches
         for i, b in enumerate(batch):
             angle = belief.angle[i]

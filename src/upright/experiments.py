@@ -77,8 +77,7 @@ def train_run(config: TrainConfig, run_dir: str | Path, progress: bool = True, r
     from upright.training import fit  # Lightning is slow to import: only when training
 
     run = RunFolder(run_dir)
-    if run.path.exists() and any(run.path.iterdir()) and not overwrite:
-        run.claim(overwrite)  # refuses before the data is read
+    run.check_claim(overwrite)  # refuses before the data is read
     source, splits = prepare_data(config)
     _check_splits(config, splits)
     fit_input_format(config, source)

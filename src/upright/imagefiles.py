@@ -202,7 +202,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> DecodedImage:
                 pixels = _read_16bit_colour(path, opened)
                 pixels = _apply_orientation(pixels, orientation)
                 return DecodedImage(pixels, fmt, "RGB;16", meta)
-            return _to_array(image, fmt, meta, path)
+            return from_pil(image, fmt, meta, path)
     except ImageFileError:
         raise
     except Image.DecompressionBombError as exc:
@@ -230,7 +230,11 @@ def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(_ORIENT[orientation](pixels)) if orientation in _ORIENT else pixels
 
 
-def _to_array(image: Image.Image, fmt: str, meta: dict[str, Any], path: Path) -> DecodedImage:
+def from_pil(image: Image.Image, fmt: str = "PNG", meta: dict[str, Any] | None = None,
+             path: Path | str = "image") -> DecodedImage:
+    """A loaded Pillow image as pixels in a mode upright works in (palette and 1-bit made
+    colour or grey, 16- and 32-bit grey kept as 16 bits)."""
+    meta = {} if meta is None else meta
     mode = image.mode
     if mode == "P":  # palette indices cannot be interpolated: rotate the colours
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")

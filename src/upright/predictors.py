@@ -28,9 +28,6 @@ class Predictor(Protocol):
         """Angles with confidence and runner-up (NaN where the model has no distribution)."""
 
 
-def no_belief(angles: np.ndarray) -> AngleBelief:
-    nan = np.full(len(angles), np.nan)
-    return AngleBelief(np.asarray(angles, np.float64), nan, nan.copy(), nan.copy())
 
 
 class AnglePredictor(torch.nn.Module):
@@ -92,7 +89,7 @@ class OnnxPredictor:
         return out.astype(np.float64).reshape(-1)
 
     def predict_belief(self, batch: np.ndarray) -> AngleBelief:
-        return no_belief(self.predict(batch))  # the exported graph gives angles only
+        return AngleBelief.without_confidence(self.predict(batch))  # the exported graph gives angles only
 
 
 def load_predictor(path: str | Path, runtime: str = "torch", tta: bool = False) -> Predictor:

@@ -69,20 +69,28 @@ class RunFolder:
         return any((self.path / marker).exists() for marker in self.MARKERS)
 
     # ----- making and replacing -----
+    def check_claim(self, overwrite: bool) -> bool:
+        """Whether ``claim`` would replace an existing run; RunExistsError where it would
+        refuse (a file, a run without ``overwrite``, a folder that is not a run). Reads only."""
+        if not self.path.exists():
+            return False
+        if not self.path.is_dir():
+            raise RunExistsError(f"{self.path}: exists and is not a folder")
+        if not any(self.path.iterdir()):
+            return False
+        if not overwrite:
+            raise RunExistsError(f"{self.path}: a run of that name exists; pass --overwrite "
+                                 "to replace it or --name to choose another")
+        if not self.is_run():
+            raise RunExistsError(f"{self.path}: exists and is not a run folder; not replacing it")
+        return True
+
     def claim(self, overwrite: bool) -> bool:
         """Make ready to train into: an empty or missing folder is fine; an existing run
         needs ``overwrite`` and is then removed whole (nothing stale stays beside the new
         one); anything else is refused. Returns whether the folder is made by this run."""
-        if self.path.exists():
-            if not self.path.is_dir():
-                raise RunExistsError(f"{self.path}: exists and is not a folder")
-            if any(self.path.iterdir()):
-                if not overwrite:
-                    raise RunExistsError(f"{self.path}: a run of that name exists; pass --overwrite "
-                                         "to replace it or --name to choose another")
-                if not self.is_run():
-                    raise RunExistsError(f"{self.path}: exists and is not a run folder; not replacing it")
-                shutil.rmtree(self.path)
+        if self.check_claim(overwrite):
+            shutil.rmtree(self.path)
         created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         return created

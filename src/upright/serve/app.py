@@ -29,8 +29,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from upright import __version__, api
-from upright.errors import UserError
-from upright.imagefiles import MAX_PIXELS, ImageFileError, encode_image, read_image
+from upright.imagefiles import ImageFileError, encode_image, read_image
 from upright.shipped import SHIPPED_MODELS, shipped_model
 
 DEFAULT_MAX_BYTES = 20 << 20
@@ -145,8 +144,7 @@ def create_app(model: str = "mnist", max_bytes: int = DEFAULT_MAX_BYTES, concurr
                             canvas: Annotated[str, Query(pattern="^(same|expand|crop)$")] = "same",
                             fill: str = "black",
                             min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0):
-        from upright.correction import FILE_ERRORS, _fill_for, failure_text, parse_fill
-        from upright.geometry import rotate_image, rotation_matrix
+        from upright.correction import FILE_ERRORS, failure_text, parse_fill, turned_pixels
 
         chosen = await models.get(model_name)
         try:
@@ -160,17 +158,14 @@ def create_app(model: str = "mnist", max_bytes: int = DEFAULT_MAX_BYTES, concurr
         def turn() -> bytes:
             if unsure:
                 return data
-            height, width = decoded.pixels.shape[:2]
-            _, (out_w, out_h) = rotation_matrix(-prediction.angle, width, height, canvas)
-            if out_w * out_h > MAX_PIXELS:
-                raise HTTPProblem(413, f"the {canvas} canvas would be {out_w}x{out_h} pixels, over "
-                                       f"the limit of {MAX_PIXELS:,}")
+            name = file.filename or "upload"
             try:
-                turned = rotate_image(decoded.pixels, -prediction.angle, canvas=canvas,
-                                      fill=_fill_for(decoded, fill_rgb))
+                turned = turned_pixels(decoded, -prediction.angle, canvas, fill_rgb, name)
                 return encode_image(decoded, turned)
+            except ImageFileError as exc:  # the canvas would be over the pixel limit
+                raise HTTPProblem(413, str(exc)) from None
             except FILE_ERRORS as exc:  # what the libraries raise on one odd file: not a 500
-                raise HTTPProblem(422, failure_text(Path(file.filename or "upload"), exc)) from None
+                raise HTTPProblem(422, failure_text(Path(name), exc)) from None
 
         async with slots:
             body = await run_in_threadpool(turn)
@@ -207,8 +202,5 @@ def serve(host: str = "127.0.0.1", port: int = 8000, model: str = "mnist",
           max_bytes: int = DEFAULT_MAX_BYTES, concurrency: int = 2) -> None:
     import uvicorn
 
-    try:
-        api.load(model)  # a bad model name fails here, before the server starts
-    except UserError:
-        raise
+    api.load(model)  # a bad model name fails here (a UserError), before the server starts
     uvicorn.run(create_app(model, max_bytes, concurrency), host=host, port=port, log_level="info")

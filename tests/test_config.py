@@ -128,5 +128,8 @@ def test_recipes_give_exactly_the_configs_they_gave_before_they_became_files():
 
     pinned = json.loads((Path(__file__).parent / "data" / "recipes-before-config-refactor.json").read_text())
     assert set(pinned) <= set(RECIPES)  # new recipes may come; these may not change
+    # Settings added since only say how to run (processes, workers, caching), not what is
+    # learnt: at their defaults a recipe trains exactly as before.
+    added = {"num_nodes": 1, "strategy": "auto", "num_workers": 2, "cache": "auto"}
     for recipe, expected in pinned.items():
-        assert make_config(recipe).to_dict() == expected, recipe
+        assert make_config(recipe).to_dict() == {**expected, **added}, recipe

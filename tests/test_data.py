@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from support import needs_mnist
 from upright.data import mnist
@@ -13,6 +14,7 @@ from upright.data.mirror import CACHE_ENV, MIRROR_ENV, DataUnavailableError
 from upright.data.registry import load_source
 from upright.data.rotated import (
     FIXED_ANGLES,
+    EpochPlan,
     TrainBatches,
     fixed_angle_set,
     protocol_angles,
@@ -174,16 +176,66 @@ def test_fixed_angle_set_covers_every_image_and_angle():
     assert sorted(set(fixed.angles.tolist())) == sorted(FIXED_ANGLES)
 
 
+def _epoch(images, plan, epoch=0):
+    batches = TrainBatches(images, plan)
+    return [batches[(epoch, b)] for b in range(len(batches))]
+
+
 def test_train_batches_are_seeded_and_cover_each_image_per_epoch():
     images = np.arange(10, dtype=np.uint8)[:, None, None].repeat(2, 1).repeat(2, 2)
-    first = list(TrainBatches(images, batch_size=8, angles_per_epoch=3, seed=1))
-    again = list(TrainBatches(images, batch_size=8, angles_per_epoch=3, seed=1))
-    for (x1, a1), (x2, a2) in zip(first, again, strict=True):
+    first = _epoch(images, EpochPlan(10, batch_size=8, angles_per_epoch=3, seed=1))
+    again = _epoch(images, EpochPlan(10, batch_size=8, angles_per_epoch=3, seed=1))
+    for (x1, a1, _), (x2, a2, _) in zip(first, again, strict=True):
         assert np.array_equal(x1, x2) and np.array_equal(a1, a2)
-    seen = np.concatenate([x[:, 0, 0].numpy() for x, _ in first])
+    seen = np.concatenate([x[:, 0, 0].numpy() for x, _, _ in first])
     assert np.bincount(seen, minlength=10).tolist() == [3] * 10
-    angles = np.concatenate([a.numpy() for _, a in first])
+    angles = np.concatenate([a.numpy() for _, a, _ in first])
     assert angles.min() >= -180 and angles.max() < 180
+    later = _epoch(images, EpochPlan(10, batch_size=8, angles_per_epoch=3, seed=1), epoch=1)
+    assert not np.array_equal(angles, np.concatenate([a.numpy() for _, a, _ in later]))
+
+
+def test_one_process_plan_is_the_published_stream():
+    """World size 1 draws exactly what training drew before DDP existed (the shipped
+    models' runs stay reproducible): one seeded permutation and angle draw per epoch."""
+    n, views, batch, seed, epoch = 7, 5, 4, 3, 2
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n * views, generator=generator) % n
+    angles = torch.randint(-180, 180, (n * views,), generator=generator).to(torch.float32)
+    plan = EpochPlan(n, batch, views, seed)
+    got = [plan.batch(epoch, b) for b in range(len(plan))]
+    assert torch.equal(torch.cat([g[0] for g in got]), order)
+    assert torch.equal(torch.cat([g[1] for g in got]), angles)
+
+
+def test_ranks_train_on_disjoint_parts_that_together_are_the_one_process_epoch():
+    n, views, batch = 13, 4, 8  # 52 samples: 6 full batches and a last one of 4
+    one = EpochPlan(n, batch, views, seed=5)
+    ranks = [EpochPlan(n, batch, views, seed=5, rank=r, world=2) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == len(one) == 7  # every rank takes the same steps
+    for b in range(len(one)):
+        parts = [plan.batch(0, b) for plan in ranks]
+        positions = [set(p[2].tolist()) for p in parts]
+        assert not positions[0] & positions[1]  # no sample, and so no angle draw, shared
+        assert len(positions[0]) == len(positions[1])
+        whole = one.batch(0, b)
+        assert positions[0] | positions[1] == set(whole[2].tolist())
+        assert torch.equal(torch.cat([p[1] for p in parts]), whole[1])
+    with pytest.raises(ValueError, match="cannot be shared by 4"):
+        EpochPlan(n, 2, views, world=4)
+
+
+def test_the_loader_gives_each_epoch_its_own_batches_in_order_with_workers():
+    images = np.arange(12, dtype=np.uint8)[:, None, None].repeat(2, 1).repeat(2, 2)
+    plan = EpochPlan(12, 5, 2, seed=0)
+    loader = TrainBatches(images, plan).loader(workers=2)
+    epochs = []
+    for epoch in range(2):
+        loader.sampler.set_epoch(epoch)  # what Lightning does before each epoch
+        epochs.append(torch.cat([a for _, a, _ in loader]))
+    expected = [torch.cat([a for _, a, _ in _epoch(images, plan, e)]) for e in range(2)]
+    assert torch.equal(epochs[0], expected[0]) and torch.equal(epochs[1], expected[1])
+    assert not torch.equal(epochs[0], epochs[1])
 
 
 def test_no_partial_files_after_failures_in_cache_folder(offline):

@@ -195,7 +195,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args)
     metrics = train_run(config, run_dir, progress=not args.no_progress, report=not args.no_report,
                         command=_command_line(), overwrite=args.overwrite)
-    _print_metrics(metrics, run_dir)
+    from upright import distributed
+
+    if distributed.rank() == 0:  # under DDP every rank has the metrics; one says them
+        _print_metrics(metrics, run_dir)
     return 0
 
 

@@ -60,6 +60,10 @@ class TrainConfig:
                           help="folder datasets: colour mode")
     test_fraction: float = setting(0.2, section="data", above=0.0, high=0.9,
                                    help="folder datasets: share of the files (seeded) in the test split")
+    cache: str = setting("auto", section="data", choices=["auto", "on", "off"],
+                         help="folder datasets: keep the prepared training images in memory (on) or "
+                              "read them from disk every epoch (off); auto: on when they fit in a "
+                              "quarter of the free memory")
     eval_seed: int = setting(2024, section="data", low=0,
                              help="seed of the validation and test angles (the same for every run)")
     # training augmentation
@@ -122,7 +126,14 @@ class TrainConfig:
                                       help="torch CPU threads (none: torch's own choice)")
     accelerator: str = setting("auto", section="runtime", choices=["auto", "cpu", "gpu"],
                                help="Lightning's accelerator")
-    devices: int = setting(1, section="runtime", low=1, help="devices to train on (more than one: DDP)")
+    devices: int = setting(1, section="runtime", low=1,
+                           help="processes (CPU) or GPUs per machine; more than one: DDP")
+    num_nodes: int = setting(1, section="runtime", low=1,
+                             help="machines (torchrun --nnodes, SLURM nodes); more than one: DDP")
+    strategy: str = setting("auto", section="runtime", choices=["auto", "ddp", "ddp_spawn"],
+                            help="Lightning's strategy (auto: ddp for several processes)")
+    num_workers: int = setting(2, section="runtime", low=0, high=64,
+                               help="DataLoader processes reading a streamed folder's files")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -253,6 +264,10 @@ def validate(config: TrainConfig) -> TrainConfig:
     if len(config.model.std) != len(config.model.mean):
         raise ConfigError("model.std: needs one value per model.mean value "
                           f"({len(config.model.mean)}), got {len(config.model.std)}")
+    processes = config.devices * config.num_nodes
+    if config.batch_size % processes:  # each process takes an equal part of every batch
+        raise ConfigError(f"batch_size: {config.batch_size} is not a multiple of the {processes} "
+                          "processes (devices x num_nodes) that share each batch")
     return config
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from upright import distributed
 from upright.angles import circular_difference
 from upright.confidence import AngleBelief
 from upright.data.rotated import RotatedSet, protocol_set, to_float_images
@@ -19,7 +20,10 @@ WITHIN_DEGREES = (1, 2, 5, 10)
 
 def _batches_of(model: AngleModel, rotated: RotatedSet, batch_size: int, fill: float,
                 desc: str | None, prerotated: bool):
-    """The set's images as the model takes them, batch by batch (rotated on the fly)."""
+    """The set's images as the model takes them, batch by batch (rotated on the fly). Under
+    DDP each rank takes its contiguous share; the callers gather the answers in order."""
+    start, stop = distributed.shard_bounds(len(rotated))
+    rotated = RotatedSet(rotated.images, rotated.source[start:stop], rotated.angles[start:stop])
     model.eval()
     device = next(model.parameters()).device
     total = -(-len(rotated) // batch_size)
@@ -39,7 +43,8 @@ def predict_set(model: AngleModel, rotated: RotatedSet, batch_size: int = 2048,
     as they are."""
     parts = [model.predict_angles(x, tta=tta).cpu().numpy()
              for x in _batches_of(model, rotated, batch_size, fill, desc, prerotated)]
-    return np.concatenate(parts).astype(np.float32) if parts else np.empty(0, np.float32)
+    return distributed.gather(np.concatenate(parts).astype(np.float32) if parts
+                              else np.empty(0, np.float32))
 
 
 @torch.no_grad()
@@ -48,7 +53,8 @@ def belief_set(model: AngleModel, rotated: RotatedSet, batch_size: int = 2048, f
     """Angles, confidences and runner-ups for every item of a rotated set, in order."""
     parts = [model.predict_belief(x, temperature)
              for x in _batches_of(model, rotated, batch_size, fill, None, prerotated)]
-    return AngleBelief(*(np.concatenate([getattr(p, f) for p in parts]) if parts else np.empty(0)
+    return AngleBelief(*(distributed.gather(np.concatenate([getattr(p, f) for p in parts]) if parts
+                                            else np.empty(0))
                          for f in ("angle", "confidence", "second_angle", "second_mass")))
 
 
@@ -64,7 +70,9 @@ def raw_views_set(model: AngleModel, rotated: RotatedSet, batch_size: int = 2048
         raw = model(quarter_turn_views(x)).float().cpu().view(VIEWS, len(x), -1)
         views.append(raw)
         angles.append(model.head.decode(raw[0]))
-    return torch.cat(views, dim=1), torch.cat(angles)
+    if not views:
+        return torch.empty(VIEWS, 0, model.head.out_features), torch.empty(0)
+    return distributed.gather(torch.cat(views, dim=1), axis=1), distributed.gather(torch.cat(angles))
 
 
 def summarise(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:

@@ -23,7 +23,7 @@ from upright.data.rotated import (
     to_float_images,
     to_uint8_images,
 )
-from upright.data.source import SourceData, Splits, split_source
+from upright.data.source import SourceData, Splits, Subset, in_memory, split_source
 from upright.errors import DatasetError, UserError
 from upright.evaluation import (
     belief_set,
@@ -46,11 +46,15 @@ BLANK_CONTENT_IMAGES = 1000  # test images whose blanked copies measure the bord
 
 
 def prepare_data(config: TrainConfig) -> tuple[SourceData, Splits]:
+    """The source and its splits. A streamed folder's validation and test images are read
+    into memory here (``num_workers`` processes reading); its training images stay on disk."""
     source = load_source(config.dataset, image_size=config.image_size, aspect=config.aspect,
                          colour=config.colour, test_fraction=config.test_fraction,
-                         seed=config.seed)
+                         seed=config.seed, cache=config.cache, workers=config.num_workers)
     splits = split_source(source, config.val_fraction, config.seed, config.excluded_groups,
                           config.limit)
+    splits.val = in_memory(splits.val, config.num_workers)
+    splits.test = in_memory(splits.test, config.num_workers)
     return source, splits
 
 
@@ -74,32 +78,37 @@ def train_run(config: TrainConfig, run_dir: str | Path, progress: bool = True, r
     not to); returns metrics.json's content. Without ``overwrite`` an existing run folder is
     an error; with it, the old run is removed first so nothing stale is left beside the new
     one. A run that fails leaves no folder behind it made. Each file is written once."""
-    from upright.training import fit  # Lightning is slow to import: only when training
+    from upright.training import fit, make_trainer  # Lightning is slow to import: only here
 
     run = RunFolder(run_dir)
-    run.check_claim(overwrite)  # refuses before the data is read
+    trainer = make_trainer(config, run.path, progress)
+    writer = trainer.is_global_zero  # under DDP, rank 0 alone writes the run folder
+    if writer:
+        run.check_claim(overwrite)  # refuses before the data is read
     source, splits = prepare_data(config)
     _check_splits(config, splits)
     fit_input_format(config, source)
     del source  # the splits hold copies; the whole source would only add to peak memory
-    created = run.claim(overwrite)
+    created = run.claim(overwrite) if writer else False
     try:
-        run.write_config(config)
+        if writer:
+            run.write_config(config)
         torch.manual_seed(config.seed)
         model = AngleModel(config.model)
-        training = fit(model, splits, config, run.path, progress=progress)
+        training = fit(model, splits, config, run.path, progress=progress and writer, trainer=trainer)
         calibration = calibrate(model, validation_set(config, splits), config.eval_batch_size, config.fill)
-        result = evaluate(model, splits, config, progress, calibration)
+        result = evaluate(model, splits, config, progress and writer, calibration)
         result.metrics["training"] = training
-        checkpoint.save(run.path, model, {"data": _data_info(config, splits), "training": training,
-                                          "made_by": made_by(command), "calibration": calibration,
-                                          "metrics": card_metrics(result.metrics)})
-        _write_evaluation(run, result)
+        if writer:
+            checkpoint.save(run.path, model, {"data": _data_info(config, splits), "training": training,
+                                              "made_by": made_by(command), "calibration": calibration,
+                                              "metrics": card_metrics(result.metrics)})
+            _write_evaluation(run, result)
     except BaseException:
         if created:  # nothing half-made: the folder this run made goes with it
             run.remove()
         raise
-    if report:
+    if report and writer:
         from upright.report import write_report  # matplotlib: only when drawing
 
         write_report(run.path)
@@ -197,8 +206,10 @@ def evaluate(model: AngleModel, splits: Splits, config: TrainConfig, progress: b
         test_belief = belief_set(model, test_set, bs, fill, temperature)
         test_pred = test_belief.angle.astype(np.float32)
     n_train = min(config.train_eval_images, len(splits.train))
-    train_set = protocol_set(splits.train.images[:n_train], splits.train.indices[:n_train],
-                             config.test_angles, config.eval_seed + 2)
+    train_part = in_memory(Subset(splits.train.images[:n_train], splits.train.groups[:n_train],
+                                  splits.train.indices[:n_train]), config.num_workers)
+    train_set = protocol_set(train_part.images, train_part.indices, config.test_angles,
+                             config.eval_seed + 2)
     train_pred = run_set("train", train_set)
     n_blank = min(BLANK_CONTENT_IMAGES, len(splits.test))
     blank = blank_content_set(splits.test.images[:n_blank], splits.test.indices[:n_blank],

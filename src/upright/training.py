@@ -11,20 +11,26 @@ from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.loggers import CSVLogger
 
-from upright import checkpoint
+from upright import distributed
 from upright.angles import circular_error
 from upright.augment import Augmentation
 from upright.config import TrainConfig
-from upright.data.rotated import RotatedSet, SetBatches, TrainBatches, protocol_set, to_float_images
+from upright.data.rotated import (
+    EpochPlan,
+    RotatedSet,
+    SetBatches,
+    TrainBatches,
+    protocol_set,
+    to_float_images,
+)
 from upright.data.source import Splits
 from upright.geometry import rotate_batch
 from upright.models.model import AngleModel
-
-BEST_WEIGHTS = "best.safetensors"
 
 
 def augmentation(config: TrainConfig) -> Augmentation:
@@ -47,9 +53,11 @@ class AngleModule(L.LightningModule):
         self.config = config
         self.augment = augmentation(config)
         self.samples_seen = 0
+        self.elapsed = 0.0  # training seconds, rank 0's clock on every rank (the LR schedule's)
+        self._val_sums = torch.zeros(3, dtype=torch.float64)  # loss, error, count
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        images, angles = batch
+    def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
+        images, angles = batch[0], batch[1]  # (a training batch also says its sample positions)
         x = to_float_images(images)
         if stage == "train":  # augmentations for training only; validation is the protocol
             x = self.augment(x, angles, self.config.fill)
@@ -61,11 +69,33 @@ class AngleModule(L.LightningModule):
             self.samples_seen += len(angles)
         loss = self.model.head.loss(raw, angles)
         mae = circular_error(self.model.head.decode(raw.detach()), angles).mean()
+        if stage == "val":  # summed here, shared over the ranks at the epoch's end
+            n = len(angles)
+            self._val_sums += torch.tensor([float(loss) * n, float(mae) * n, n], dtype=torch.float64)
+            return loss
+        # Averaged over the ranks once per epoch (sync_dist costs nothing per step here).
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=len(angles))
+                 batch_size=len(angles), sync_dist=True)
         self.log(f"{stage}_mae", mae, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=len(angles))
+                 batch_size=len(angles), sync_dist=True)
         return loss
+
+    def on_train_start(self) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        # Each rank's clock differs a little; a learning rate that followed it would make the
+        # ranks' weights drift apart, so all follow rank 0's.
+        self.elapsed = distributed.from_rank_zero(time.perf_counter() - self._started)
+
+    def on_validation_epoch_end(self) -> None:
+        # Every validation item counts once, whichever rank scored it: the same value a
+        # single process gets, on every rank (early stopping and the best weights agree).
+        loss, error, count = (distributed.total(float(v)) for v in self._val_sums)
+        self._val_sums.zero_()
+        if count:
+            self.log("val_loss", loss / count, prog_bar=True, sync_dist=True)  # equal: a no-op
+            self.log("val_mae", error / count, prog_bar=True, sync_dist=True)
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
@@ -86,11 +116,9 @@ class AngleModule(L.LightningModule):
             raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}: constant or cosine")
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = max(1, int(config.warmup_fraction * total))
-        started = time.perf_counter()
 
         def factor(step: int) -> float:
-            elapsed = time.perf_counter() - started
-            return cosine_factor(step, total, warmup, elapsed, config.max_time)
+            return cosine_factor(step, total, warmup, self.elapsed, config.max_time)
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -112,7 +140,8 @@ def cosine_factor(step: int, total: int, warmup: int, elapsed: float = 0.0,
 
 
 class RotationDataModule(L.LightningDataModule):
-    """Training batches rotated on the fly; a fixed, seeded validation set."""
+    """Training batches rotated on the fly; a fixed, seeded validation set. Under DDP each
+    rank gets its part of every training batch and its share of the validation set."""
 
     def __init__(self, splits: Splits, config: TrainConfig) -> None:
         super().__init__()
@@ -122,23 +151,30 @@ class RotationDataModule(L.LightningDataModule):
                                                 config.val_angles, config.eval_seed + 1)
 
     def train_dataloader(self):
-        batches = TrainBatches(self.splits.train.images, self.config.batch_size,
-                               self.config.angles_per_epoch, self.config.seed,
-                               self.config.integer_angles)
-        return torch.utils.data.DataLoader(batches, batch_size=None)
+        config, trainer = self.config, self.trainer
+        plan = EpochPlan(len(self.splits.train), config.batch_size, config.angles_per_epoch,
+                         config.seed, config.integer_angles, trainer.global_rank, trainer.world_size)
+        images = self.splits.train.images
+        # Workers read a streamed folder's files; arrays in memory need none.
+        workers = 0 if isinstance(images, np.ndarray) else config.num_workers
+        return TrainBatches(images, plan).loader(workers)
 
     def val_dataloader(self):
-        batches = SetBatches(self.val_set, self.config.eval_batch_size)
-        return torch.utils.data.DataLoader(batches, batch_size=None)
+        val = self.val_set
+        start, stop = distributed.shard_bounds(len(val), self.trainer.world_size, self.trainer.global_rank)
+        share = RotatedSet(val.images, val.source[start:stop], val.angles[start:stop])
+        return torch.utils.data.DataLoader(SetBatches(share, self.config.eval_batch_size), batch_size=None)
 
 
 class KeepBestWeights(Callback):
-    """Writes the weights whenever validation loss improves (safetensors, atomically)."""
+    """Keeps a copy of the weights whenever validation loss improves. Every rank keeps its
+    own (DDP keeps the ranks' weights equal, and validation loss is shared), so no rank
+    waits for a file another wrote."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self) -> None:
         self.best = float("inf")
         self.best_epoch: int | None = None
+        self.state: dict[str, torch.Tensor] | None = None
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
@@ -147,8 +183,7 @@ class KeepBestWeights(Callback):
         if loss is not None and float(loss) < self.best:
             self.best = float(loss)
             self.best_epoch = trainer.current_epoch
-            if trainer.is_global_zero:  # one writer under DDP
-                checkpoint.save_weights(self.path, pl_module.model)
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.model.state_dict().items()}
 
 
 def quiet_lightning() -> None:
@@ -162,23 +197,26 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 
 
-def fit(model: AngleModel, splits: Splits, config: TrainConfig, run_dir: Path,
-        progress: bool = True) -> dict:
-    """Train with early stopping; the model ends with its best validation weights."""
+def make_trainer(config: TrainConfig, run_dir: Path, progress: bool = True) -> L.Trainer:
+    """Lightning's trainer for a config. Made before anything is written: it knows this
+    process's rank, whether Lightning starts the processes (``--devices N``) or ``torchrun``
+    or SLURM did, so only rank 0 writes the run folder."""
     augmentation(config)  # a bad setting fails here, before any work
     quiet_lightning()
-    L.seed_everything(config.seed, workers=True, verbose=False)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    best = KeepBestWeights(run_dir / BEST_WEIGHTS)
-    callbacks = [EarlyStopping(monitor="val_loss", patience=config.patience, mode="min"), best]
-    trainer = L.Trainer(
+    several = config.devices * config.num_nodes > 1
+    return L.Trainer(
         accelerator=config.accelerator,
         devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy="ddp" if config.strategy == "auto" and several else config.strategy,
+        use_distributed_sampler=False,  # the epoch plan shards the batches itself
         max_epochs=config.max_epochs,
         max_time=timedelta(seconds=config.max_time) if config.max_time else None,
         precision=config.precision,
-        callbacks=callbacks,
+        callbacks=[EarlyStopping(monitor="val_loss", patience=config.patience, mode="min"),
+                   KeepBestWeights()],
         logger=CSVLogger(save_dir=str(run_dir), name="", version=""),
         enable_checkpointing=False,
         enable_model_summary=False,
@@ -187,26 +225,32 @@ def fit(model: AngleModel, splits: Splits, config: TrainConfig, run_dir: Path,
         log_every_n_steps=50,
         deterministic=False,
     )
+
+
+def fit(model: AngleModel, splits: Splits, config: TrainConfig, run_dir: Path,
+        progress: bool = True, trainer: L.Trainer | None = None) -> dict:
+    """Train with early stopping; the model ends with its best validation weights. Under
+    DDP every rank returns the same figures (summed or shared over the ranks)."""
+    trainer = trainer or make_trainer(config, run_dir, progress)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    best = next(cb for cb in trainer.callbacks if isinstance(cb, KeepBestWeights))
     module = AngleModule(model, config)
     data = RotationDataModule(splits, config)
     started = time.perf_counter()
     trainer.fit(module, datamodule=data)
-    seconds = time.perf_counter() - started
-    if best.best_epoch is None:
-        # Stopped (time limit) before the first validation: keep what we have.
-        checkpoint.save_weights(best.path, model)
-    state = checkpoint.load_file_state(best.path)
-    model.load_state_dict(state)
-    best.path.unlink(missing_ok=True)
-    samples = module.samples_seen
+    seconds = distributed.from_rank_zero(time.perf_counter() - started)
+    if best.state is not None:  # else stopped (time limit) before the first validation
+        model.load_state_dict(best.state)
+    samples = int(distributed.total(module.samples_seen))
     return {
         "epochs": int(trainer.current_epoch),
         "best_epoch": None if best.best_epoch is None else int(best.best_epoch) + 1,
         "best_val_loss": None if best.best_epoch is None else best.best,
         "train_seconds": round(seconds, 2),
-        "samples_seen": int(samples),
+        "samples_seen": samples,
         "images_per_second": round(samples / seconds, 1) if seconds > 0 else None,
         "stopped_by": _stop_reason(trainer, config),
+        "world_size": int(trainer.world_size),
         "peak_rss_mb": peak_rss_mb(),  # so far: training and its validation passes
     }
 

@@ -1,7 +1,15 @@
-"""A folder of the user's own upright images, as a source (split by file)."""
+"""A folder of the user's own upright images, as a source (split by file).
+
+A folder is read into memory when its prepared images fit (``cache``), or streamed: the
+source then holds the file list, and training reads and prepares each batch's files in
+DataLoader workers, so a folder larger than memory trains in bounded memory. Either way a
+file is read by ``upright.imagefiles.read_image`` and prepared by ``prepare_image``, exactly
+as correction does.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +20,8 @@ from upright.errors import DatasetError
 from upright.prepare import ASPECT_POLICIES, prepare_image
 
 COLOUR_MODES = {"grey": 1, "rgb": 3}  # -> channels
+CACHE_POLICIES = ("auto", "on", "off")
+LOAD_CHUNK = 256  # files per work item when a folder is read into memory
 
 
 class FolderError(DatasetError):
@@ -26,33 +36,168 @@ def _prepare(path: Path, size: int, aspect: str, colour: str) -> np.ndarray:
     return prepare_image(decoded.pixels, size, size, COLOUR_MODES[colour], aspect, decoded.mode)
 
 
+def _problem(file: str, exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if text.startswith(file) else f"{file} ({text})"
+
+
+def warn_skipped(problems: list[str]) -> None:
+    if problems:
+        print(f"upright: warning: skipped {len(problems)} unreadable file(s): {'; '.join(problems)}",
+              file=sys.stderr)
+
+
+class FolderImages:
+    """Image files prepared on demand: indexing gives another ``FolderImages`` (nothing is
+    read); ``read`` and ``load`` decode. Stands where a source's image array would."""
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, files: np.ndarray, size: int, aspect: str, colour: str) -> None:
+        self.files = np.asarray(files, dtype=str)
+        self.size, self.aspect, self.colour = size, aspect, colour
+        self._warned: set[str] = set()  # per process: a bad file is named once, not every epoch
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        channels = COLOUR_MODES[self.colour]
+        return (len(self), self.size, self.size) + ((channels,) if channels > 1 else ())
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index) -> FolderImages:
+        return FolderImages(self.files[index], self.size, self.aspect, self.colour)
+
+    def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The prepared images of ``files[indices]`` that could be read, and a mask of which
+        could. A file that cannot is named once on stderr and left out."""
+        pixels, readable, problems = self._read(indices)
+        fresh = [p for p in problems if p not in self._warned]
+        self._warned.update(fresh)
+        warn_skipped(fresh)
+        return pixels, readable
+
+    def _read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        images, readable, problems = [], np.zeros(len(indices), dtype=bool), []
+        for k, i in enumerate(indices):
+            file = str(self.files[i])
+            try:
+                images.append(_prepare(Path(file), self.size, self.aspect, self.colour))
+                readable[k] = True
+            except (OSError, ValueError) as exc:  # ImageFileError names the file and the problem
+                problems.append(_problem(file, exc))
+        empty = np.zeros((0, *self.shape[1:]), np.uint8)
+        return (np.stack(images) if images else empty), readable, problems
+
+    def load(self, workers: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Every image, read by ``workers`` processes (0: this one), in file order; files that
+        cannot be read are named in one warning and left out (the mask says which, the list
+        says why)."""
+        import torch
+        from tqdm import tqdm
+
+        chunks = _Chunks(self)
+        loader = torch.utils.data.DataLoader(chunks, batch_size=None, num_workers=workers,
+                                             collate_fn=_as_is)
+        parts = list(tqdm(loader, total=len(chunks), desc="reading the folder", unit="chunk",
+                          leave=False, disable=len(self) < 20 * LOAD_CHUNK))
+        problems = [p for _, _, found in parts for p in found]
+        warn_skipped(problems)
+        if not parts:
+            return np.zeros((0, *self.shape[1:]), np.uint8), np.zeros(0, dtype=bool), []
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), problems
+
+
+def _as_is(item):
+    return item
+
+
+class _Chunks:
+    """A folder's files in chunks of LOAD_CHUNK, as DataLoader work items."""
+
+    def __init__(self, images: FolderImages) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return -(-len(self.images) // LOAD_CHUNK)
+
+    def __getitem__(self, k: int):
+        stop = min(len(self.images), (k + 1) * LOAD_CHUNK)
+        return self.images._read(np.arange(k * LOAD_CHUNK, stop))
+
+
+def _identifiable(files: list[Path]) -> tuple[list[Path], list[str]]:
+    """The files whose header an image library recognises (cheap: nothing is decoded)."""
+    from PIL import Image
+
+    kept, problems = [], []
+    for file in files:
+        try:
+            with Image.open(file):
+                kept.append(file)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            problems.append(_problem(str(file), exc))
+    return kept, problems
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for use now (Linux: MemAvailable), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def keeps_in_memory(cache: str, files: int, size: int, colour: str) -> bool:
+    """``cache`` on/off, or auto: on when the prepared images take at most a quarter of the
+    free memory."""
+    if cache != "auto":
+        return cache == "on"
+    free = available_memory()
+    return free is None or files * size * size * COLOUR_MODES[colour] <= free // 4
+
+
 def load_folder(path: str, image_size: int = 64, aspect: str = "crop", colour: str = "grey",
-                test_fraction: float = 0.2, seed: int = 0, **_: object) -> SourceData:
+                test_fraction: float = 0.2, seed: int = 0, cache: str = "on", workers: int = 0,
+                **_: object) -> SourceData:
     """Every readable image under ``path`` (recursively), squared and resized to
-    ``image_size``; a seeded ``test_fraction`` of the files is the test split.
-    Unreadable files are skipped with one warning naming each. Nothing is written."""
+    ``image_size``; a seeded ``test_fraction`` of the files is the test split. With
+    ``cache`` on the images are read into memory (``workers`` processes); off, they stay
+    files (see ``FolderImages``). Unreadable files are skipped with one warning naming
+    each. Nothing is written."""
     if aspect not in ASPECT_POLICIES:
         raise ValueError(f"aspect must be one of {ASPECT_POLICIES}, got {aspect!r}")
     if colour not in COLOUR_MODES:
         raise ValueError(f"colour must be one of {COLOUR_MODES}, got {colour!r}")
+    if cache not in CACHE_POLICIES:
+        raise ValueError(f"cache must be one of {CACHE_POLICIES}, got {cache!r}")
     root = Path(path)
     if not root.is_dir():
         raise FolderError(f"{root}: not a folder")
-    images, skipped = [], []
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        try:
-            images.append(_prepare(file, image_size, aspect, colour))
-        except (OSError, ValueError) as exc:  # ImageFileError names the file and the problem
-            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            skipped.append(text if text.startswith(str(file)) else f"{file} ({text})")
-    if skipped:
-        print(f"upright: warning: skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}",
-              file=sys.stderr)
-    if not images:
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    if keeps_in_memory(cache, len(files), image_size, colour):
+        images, _, skipped = FolderImages(np.array(files, dtype=str), image_size, aspect,
+                                          colour).load(workers)
+    else:
+        files, problems = _identifiable(files)
+        warn_skipped(problems)
+        images, skipped = FolderImages(np.array(files, dtype=str), image_size, aspect, colour), problems
+    if not len(images):
         raise FolderError(f"{root}: no readable image (PNG, JPEG, BMP, TIFF or WebP) found")
     n = len(images)
     is_test = np.zeros(n, dtype=bool)
     n_test = int(round(test_fraction * n)) if n > 2 else 0
     is_test[np.random.default_rng(seed).permutation(n)[:n_test]] = True
-    return SourceData(name=f"folder:{root}", images=np.stack(images), groups=np.arange(n),
+    return SourceData(name=f"folder:{root}", images=images, groups=np.arange(n),
                       is_test=is_test, group_kind="file", skipped=skipped)

@@ -73,39 +73,108 @@ def fixed_angle_set(images: np.ndarray, angles: tuple[int, ...] = FIXED_ANGLES) 
     return RotatedSet(images, source, np.tile(np.asarray(angles, dtype=np.int64), len(images)))
 
 
-class TrainBatches(torch.utils.data.IterableDataset):
-    """Endless-looking epochs of (upright uint8 images, random angles), shuffled and seeded.
+class EpochPlan:
+    """Which (image, angle) samples make each training batch of an epoch, for each rank.
 
-    One epoch shows every training image ``angles_per_epoch`` times, each time at a
-    fresh angle, so its size matches the published protocol's materialised set
-    (20 angles per image) without ever storing rotated copies.
+    One epoch shows every training image ``angles_per_epoch`` times, each time at a fresh
+    angle, so its size matches the published protocol's materialised set (20 angles per
+    image) without ever storing rotated copies. The order and the angles come from one
+    stream seeded by (seed, epoch), the same on every rank; under DDP each global batch of
+    ``batch_size`` is cut into ``world`` equal, disjoint parts and rank r trains on part r.
+    So ranks never share a sample or an angle, and together they train on exactly the
+    samples one process would (one process: the plan is the single-process one).
     """
 
-    def __init__(self, images: np.ndarray, batch_size: int, angles_per_epoch: int = 20,
-                 seed: int = 0, integer_angles: bool = True) -> None:
-        super().__init__()
-        self.images = torch.from_numpy(np.ascontiguousarray(images))
-        self.batch_size = batch_size
-        self.angles_per_epoch = angles_per_epoch
-        self.seed = seed
-        self.integer_angles = integer_angles
-        self.epoch = 0
+    def __init__(self, n_images: int, batch_size: int, angles_per_epoch: int = 20, seed: int = 0,
+                 integer_angles: bool = True, rank: int = 0, world: int = 1) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not in a world of {world}")
+        if batch_size < world:
+            raise ValueError(f"batch size {batch_size} cannot be shared by {world} processes")
+        self.n_images, self.batch_size, self.angles_per_epoch = n_images, batch_size, angles_per_epoch
+        self.seed, self.integer_angles, self.rank, self.world = seed, integer_angles, rank, world
+        self._cached: tuple[int, torch.Tensor, torch.Tensor] | None = None
 
     def __len__(self) -> int:
-        return -(-len(self.images) * self.angles_per_epoch // self.batch_size)
+        """Batches per epoch on this rank (a last global batch too small to share is dropped)."""
+        n = self.n_images * self.angles_per_epoch
+        full, rest = divmod(n, self.batch_size)
+        return full + (1 if rest >= self.world else 0)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        self.epoch += 1
-        n = len(self.images) * self.angles_per_epoch
-        order = torch.randperm(n, generator=generator) % len(self.images)
-        if self.integer_angles:
-            angles = torch.randint(-180, 180, (n,), generator=generator).to(torch.float32)
-        else:
-            angles = torch.rand(n, generator=generator) * 360.0 - 180.0
-        for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size]
-            yield self.images[idx], angles[start:start + self.batch_size]
+    def samples(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The epoch's whole order (image index per sample) and angles, as one process sees it."""
+        if self._cached is None or self._cached[0] != epoch:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            n = self.n_images * self.angles_per_epoch
+            order = torch.randperm(n, generator=generator) % self.n_images
+            if self.integer_angles:
+                angles = torch.randint(-180, 180, (n,), generator=generator).to(torch.float32)
+            else:
+                angles = torch.rand(n, generator=generator) * 360.0 - 180.0
+            self._cached = (epoch, order, angles)
+        return self._cached[1], self._cached[2]
+
+    def positions(self, epoch: int, batch: int) -> torch.Tensor:
+        """The sample positions (into the epoch's order) of this rank's part of a batch."""
+        n = self.n_images * self.angles_per_epoch
+        start = batch * self.batch_size
+        size = min(self.batch_size, n - start)
+        part = size // self.world
+        first = start + self.rank * part
+        return torch.arange(first, first + part)
+
+    def batch(self, epoch: int, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(image indices, angles, sample positions) of this rank's part of a batch."""
+        order, angles = self.samples(epoch)
+        positions = self.positions(epoch, batch)
+        return order[positions], angles[positions], positions
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Yields (epoch, batch) keys; Lightning calls ``set_epoch`` before each epoch, so a
+    batch is a pure function of its key, whichever DataLoader worker reads it."""
+
+    def __init__(self, batches: int) -> None:
+        self.batches = batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, b) for b in range(self.batches))
+
+
+class TrainBatches(torch.utils.data.Dataset):
+    """Training batches: key (epoch, batch) -> (upright uint8 images, angles, sample
+    positions). ``images`` is an array in memory or anything whose ``read(indices)`` gives
+    them (a streamed folder: files read and prepared in DataLoader workers)."""
+
+    def __init__(self, images, plan: EpochPlan) -> None:
+        super().__init__()
+        self.images = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) \
+            else images
+        self.plan = plan
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        indices, angles, positions = self.plan.batch(*key)
+        if isinstance(self.images, torch.Tensor):
+            return self.images[indices], angles, positions
+        pixels, readable = self.images.read(indices.numpy())
+        keep = torch.from_numpy(readable)
+        return torch.from_numpy(pixels), angles[keep], positions[keep]
+
+    def loader(self, workers: int = 0) -> torch.utils.data.DataLoader:
+        """A DataLoader over one rank's batches, in order, ``workers`` reading ahead."""
+        return torch.utils.data.DataLoader(self, batch_size=None, sampler=EpochSampler(len(self)),
+                                           num_workers=workers, persistent_workers=workers > 0,
+                                           prefetch_factor=4 if workers else None)
 
 
 def to_float_images(images: torch.Tensor) -> torch.Tensor:

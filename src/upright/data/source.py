@@ -84,3 +84,13 @@ def split_source(
         return Subset(source.images[idx], source.groups[idx], idx)
 
     return Splits(subset(train), subset(val), subset(test))
+
+
+def in_memory(subset: Subset, workers: int = 0) -> Subset:
+    """The subset with its images decoded into an array: a streamed folder's images are
+    read (``workers`` processes) and files that cannot be read leave the subset."""
+    if isinstance(subset.images, np.ndarray):
+        return subset
+    pixels, readable, _ = subset.images.load(workers)
+    return Subset(pixels, subset.groups[readable], subset.indices[readable])
+

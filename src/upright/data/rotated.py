@@ -172,9 +172,12 @@ class TrainBatches(torch.utils.data.Dataset):
 
     def loader(self, workers: int = 0) -> torch.utils.data.DataLoader:
         """A DataLoader over one rank's batches, in order, ``workers`` reading ahead."""
+        # Its own generator: starting workers must not draw from the global one, which the
+        # model's initialisation and augmentation use (workers would change the training).
         return torch.utils.data.DataLoader(self, batch_size=None, sampler=EpochSampler(len(self)),
                                            num_workers=workers, persistent_workers=workers > 0,
-                                           prefetch_factor=4 if workers else None)
+                                           prefetch_factor=4 if workers else None,
+                                           generator=torch.Generator().manual_seed(self.plan.seed))
 
 
 def to_float_images(images: torch.Tensor) -> torch.Tensor:

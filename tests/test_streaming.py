@@ -1,0 +1,86 @@
+"""Folder sources that stay on disk: the same split, the same pixels and the same training
+as a folder read into memory, in bounded memory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from support import TINY_RUN
+from upright.data.folder import FolderImages, keeps_in_memory, load_folder
+from upright.data.rotated import EpochPlan, TrainBatches
+from upright.data.source import in_memory, split_source
+
+
+def test_a_streamed_folder_splits_and_reads_exactly_as_one_in_memory(glyph_folder):
+    cached = load_folder(str(glyph_folder), image_size=28, cache="on", workers=0)
+    streamed = load_folder(str(glyph_folder), image_size=28, cache="off", workers=0)
+    assert isinstance(cached.images, np.ndarray) and isinstance(streamed.images, FolderImages)
+    assert streamed.images.shape == cached.images.shape and streamed.images.dtype == np.uint8
+    assert np.array_equal(streamed.is_test, cached.is_test)
+    a, b = split_source(cached, 0.2, seed=1), split_source(streamed, 0.2, seed=1)
+    for name in ("train", "val", "test"):
+        assert np.array_equal(getattr(a, name).indices, getattr(b, name).indices)
+    assert isinstance(b.train.images, FolderImages)  # nothing decoded by the split
+    assert np.array_equal(in_memory(b.val, workers=1).images, a.val.images)  # one worker reading
+    plan = EpochPlan(len(a.train), 16, 3, seed=2)
+    for key in [(0, 0), (1, 2)]:
+        x1, a1, p1 = TrainBatches(a.train.images, plan)[key]
+        x2, a2, p2 = TrainBatches(b.train.images, plan)[key]
+        assert torch.equal(x1, x2) and torch.equal(a1, a2) and torch.equal(p1, p2)
+
+
+def test_a_file_that_breaks_after_listing_is_named_once_and_left_out(glyph_folder, tmp_path, capsys):
+    folder = tmp_path / "glyphs"
+    shutil.copytree(glyph_folder, folder)
+    source = load_folder(str(folder), image_size=28, cache="off")
+    broken = sorted(folder.iterdir())[5]
+    broken.write_bytes(broken.read_bytes()[:60])  # header intact, pixels gone
+    images = source.images
+    for _ in range(2):  # a second epoch says nothing more about it
+        pixels, readable = images.read(np.arange(10))
+    assert readable.tolist() == [i != 5 for i in range(10)] and len(pixels) == 9
+    assert capsys.readouterr().err.count(broken.name) == 1
+    plan = EpochPlan(10, 40, 4, seed=0)
+    x, angles, positions = TrainBatches(images[np.arange(10)], plan)[(0, 0)]
+    assert len(x) == len(angles) == len(positions) == 36  # its 4 views drop out of the batch
+
+
+def test_unreadable_files_are_skipped_when_listing_a_streamed_folder(glyph_folder, tmp_path, capsys):
+    folder = tmp_path / "glyphs"
+    shutil.copytree(glyph_folder, folder)
+    (folder / "notes.txt").write_text("not an image")
+    source = load_folder(str(folder), image_size=28, cache="off")
+    assert len(source.images) == len(list(glyph_folder.iterdir()))
+    assert "notes.txt" in capsys.readouterr().err
+
+
+def test_auto_caching_keeps_a_folder_in_memory_only_when_it_fits():
+    assert keeps_in_memory("auto", 100, 64, "grey")
+    assert not keeps_in_memory("auto", 10**12, 64, "rgb")
+    assert keeps_in_memory("on", 10**12, 64, "rgb") and not keeps_in_memory("off", 1, 8, "grey")
+
+
+def test_training_on_a_streamed_folder_equals_training_in_memory(glyph_folder, tmp_path):
+    from upright.experiments import train_run
+    from upright.recipes import make_config
+
+    results = {}
+    for cache in ("on", "off"):
+        config = make_config("mnist-published", {**TINY_RUN, "dataset": f"folder:{glyph_folder}",
+                                                 "cache": cache, "num_workers": 1, "max_epochs": 2})
+        results[cache] = train_run(config, tmp_path / cache, progress=False, report=False)
+    assert results["off"]["test"] == results["on"]["test"]
+    assert results["off"]["training"]["samples_seen"] == results["on"]["training"]["samples_seen"]
+    assert json.loads((tmp_path / "off" / "config.json").read_text())["cache"] == "off"
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_reading_a_folder_into_memory_gives_the_same_pixels_with_workers(glyph_folder, workers):
+    one = load_folder(str(glyph_folder), image_size=28, cache="on", workers=0)
+    other = load_folder(str(glyph_folder), image_size=28, cache="on", workers=workers)
+    assert np.array_equal(one.images, other.images)

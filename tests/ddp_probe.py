@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--num-nodes", type=int, default=1)
     parser.add_argument("--cache", default="on")
+    parser.add_argument("--max-time", type=float, default=None)
     args = parser.parse_args()
 
     seen: dict[int, list[int]] = {}
@@ -55,14 +56,16 @@ def main() -> None:
     training.fit = recording_fit
     overrides = {**TINY_RUN, "dataset": f"folder:{args.folder}", "devices": args.devices,
                  "num_nodes": args.num_nodes, "accelerator": "cpu", "cache": args.cache,
-                 "num_workers": 1, "max_epochs": 2,
+                 "num_workers": 1, "max_epochs": 200 if args.max_time else 2,
+                 "max_time": args.max_time, "patience": 200,
                  "model.head": "bins"}  # a distribution: calibration is gathered too
     metrics = train_run(make_config("mnist-published", overrides), args.run, progress=False,
                         report=False, overwrite=False)
     rank = dist.get_rank() if dist.is_initialized() else 0
     trace = {"rank": rank, "world_size": metrics["training"]["world_size"],
              "positions": {str(e): p for e, p in seen.items()}, "weights": digests["weights"],
-             "test": metrics["test"], "samples_seen": metrics["training"]["samples_seen"]}
+             "test": metrics["test"], "samples_seen": metrics["training"]["samples_seen"],
+             "stopped_by": metrics["training"]["stopped_by"]}
     Path(args.trace).mkdir(parents=True, exist_ok=True)
     (Path(args.trace) / f"rank{rank}.json").write_text(json.dumps(trace))
 

@@ -43,10 +43,14 @@ def _check_run(run: Path, traces: list[dict], train_images: int) -> None:
 
     assert [t["world_size"] for t in traces] == [2, 2]
     assert traces[0]["weights"] == traces[1]["weights"]  # the ranks ended as one model
-    for epoch in traces[0]["positions"]:
-        mine, theirs = (set(t["positions"][epoch]) for t in traces)
-        assert mine and theirs and not mine & theirs
-        assert mine | theirs == set(range(train_images * TINY_RUN["angles_per_epoch"]))
+    epochs = sorted(traces[0]["positions"], key=int)
+    assert epochs == sorted(traces[1]["positions"], key=int)
+    for epoch in epochs:
+        mine, theirs = (t["positions"][epoch] for t in traces)
+        assert len(mine) == len(theirs) > 0  # the same steps: a time budget stops both at once
+        assert not set(mine) & set(theirs)
+        if epoch != epochs[-1] or traces[0]["stopped_by"] != "max_time":  # a whole epoch
+            assert set(mine) | set(theirs) == set(range(train_images * TINY_RUN["angles_per_epoch"]))
     assert traces[0]["samples_seen"] == traces[1]["samples_seen"] == sum(
         len(t["positions"][e]) for t in traces for e in t["positions"])
     # One folder, written once: what a one-process run writes (no report: not asked for).
@@ -99,26 +103,37 @@ def test_torchrun_as_two_nodes_trains_one_model(glyph_folder, tmp_path):
                                "--nproc-per-node", "1", "--node-rank", str(rank),
                                "--master-addr", "127.0.0.1", "--master-port", port,
                                str(PROBE), str(glyph_folder), str(run), str(trace),
-                               "--num-nodes", "2"],
+                               "--num-nodes", "2", "--max-time", "4"],
                               env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
              for rank in (0, 1)]
     outputs = [node.communicate(timeout=600)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
-    _check_run(run, _traces(trace), _train_images(glyph_folder))
+    traces = _traces(trace)
+    assert [t["stopped_by"] for t in traces] == ["max_time", "max_time"]
+    assert len(traces[0]["positions"]) >= 2  # more than one epoch before the budget ran out
+    _check_run(run, traces, _train_images(glyph_folder))
 
 
-def test_the_train_command_runs_ddp_and_only_rank_zero_speaks(glyph_folder, tmp_path):
+@pytest.mark.parametrize("launcher", ["lightning", "torchrun"])
+def test_the_train_command_as_the_readme_gives_it_runs_ddp_and_only_rank_zero_speaks(
+        glyph_folder, tmp_path, launcher):
     run = tmp_path / "runs" / "cli"
-    settings = [f"{k}={json.dumps(v)}" for k, v in {**TINY_RUN, "max_epochs": 1}.items()]
-    command = [sys.executable, "-m", "upright", "train", "--recipe", "mnist-published",
-               "--dataset", f"folder:{glyph_folder}", "--devices", "2", "--strategy", "ddp",
-               "--accelerator", "cpu", "--no-progress", "--no-report", "--runs-dir", str(run.parent),
-               "--name", run.name]
-    for setting in settings:
-        command += ["--set", setting]
-    done = subprocess.run(command, env=_environment(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("run folder:") == 1  # the summary once, from rank 0
+    train = ["train", "--recipe", "mnist-published", "--dataset", f"folder:{glyph_folder}",
+             "--accelerator", "cpu", "--no-progress", "--no-report", "--runs-dir", str(run.parent),
+             "--name", run.name]
+    for key, value in {**TINY_RUN, "max_epochs": 1}.items():
+        train += ["--set", f"{key}={json.dumps(value)}"]
+    if launcher == "lightning":
+        commands = [[sys.executable, "-m", "upright", *train, "--devices", "2", "--strategy", "ddp"]]
+    else:  # the README's two-machine line, both "machines" here
+        port = str(_free_port())
+        commands = [[sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                     "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", port,
+                     "-m", "upright", *train, "--num-nodes", "2"] for rank in (0, 1)]
+    processes = [subprocess.Popen(c, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for c in commands]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    assert [p.returncode for p in processes] == [0] * len(processes), outputs[0][1][-3000:]
+    assert sum(out.count("run folder:") for out, _ in outputs) == 1  # the summary once, from rank 0
     assert json.loads((run / "metrics.json").read_text())["training"]["world_size"] == 2
-    assert json.loads((run / "config.json").read_text())["devices"] == 2

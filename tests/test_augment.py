@@ -204,3 +204,48 @@ def test_blur_jitter_blurs_about_half_the_batch_and_rejects_silly_sigmas():
     assert 0.4 < float(changed.float().mean()) < 0.6
     with pytest.raises(ValueError, match="train_blur"):
         Augmentation(blur=9.0)
+
+
+def test_no_up_images_are_in_range_and_of_every_kind():
+    from upright.augment import NO_UP_KINDS, no_up_images
+
+    torch.manual_seed(0)
+    x = no_up_images(400, 3, 28, 28)
+    assert x.shape == (400, 3, 28, 28) and float(x.min()) >= 0 and float(x.max()) <= 1
+    flat = ((x.amax(dim=(2, 3)) - x.amin(dim=(2, 3))) < 1e-6).all(dim=1)  # the constant kind
+    assert 0.1 < float(flat.float().mean()) < 0.5 and len(NO_UP_KINDS) == 4
+
+
+def test_the_flat_target_is_met_by_a_flat_distribution_only():
+    from upright.models.heads import AngleBins
+
+    head = AngleBins(8)
+    assert abs(float(head.flat_loss(torch.zeros(4, 360)))) < 1e-5
+    peaked = torch.zeros(4, 360)
+    peaked[:, 100] = 8.0
+    assert float(head.flat_loss(peaked)) > 1.0
+
+
+def test_a_batch_with_no_up_images_mixes_both_losses_and_needs_a_distribution():
+    from upright.config import ConfigError
+    from upright.models.model import AngleModel
+    from upright.recipes import make_config
+    from upright.training import AngleModule
+
+    with pytest.raises(ConfigError, match="no distribution to make flat"):
+        make_config("mnist-published", {"train_no_up": 0.1})
+    config = make_config("mnist-fast", {"train_no_up": 0.25})
+    torch.manual_seed(0)
+    module = AngleModule(AngleModel(config.model), config)
+    module.log = lambda *a, **k: None
+    images = torch.randint(0, 256, (8, 28, 28), dtype=torch.uint8)
+    angles = torch.linspace(-170, 170, 8)
+    raw_seen = []
+    head_forward = module.model.head.forward
+    module.model.head.forward = lambda f: (raw_seen.append(head_forward(f)), raw_seen[-1])[1]
+    torch.manual_seed(1)
+    loss = module._step((images, angles), "train")
+    raw = raw_seen[-1].detach()
+    head = module.model.head
+    expected = 0.75 * head.loss(raw[2:], angles[2:]) + 0.25 * head.flat_loss(raw[:2])
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)

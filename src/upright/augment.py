@@ -204,6 +204,64 @@ def jitter_jpeg(images: torch.Tensor, fraction: float,
     return out
 
 
+def _radial_distance(n: int, height: int, width: int, device) -> torch.Tensor:
+    """Each pixel's distance from the image centre (w/2, h/2), in units of the half-side."""
+    ys = torch.arange(height, device=device, dtype=torch.float32) - height / 2
+    xs = torch.arange(width, device=device, dtype=torch.float32) - width / 2
+    r = torch.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2) / (min(height, width) / 2)
+    return r.expand(n, 1, height, width)
+
+
+def _white(n, h, w, device):
+    level, spread = torch.rand(n, 1, 1, 1, device=device), torch.rand(n, 1, 1, 1, device=device) * 0.5
+    return level + spread * (torch.rand(n, 1, h, w, device=device) * 2 - 1)
+
+
+def _smooth(n, h, w, device):
+    # A random field at a random coarseness: textures, smudges, uneven paper.
+    cells = int(torch.randint(2, max(3, min(h, w) // 3) + 1, ()))
+    field = torch.rand(n, 1, cells, cells, device=device)
+    field = F.interpolate(field, size=(h, w), mode="bicubic", align_corners=False)
+    level, contrast = torch.rand(n, 1, 1, 1, device=device), torch.rand(n, 1, 1, 1, device=device)
+    return level + contrast * (field - 0.5)
+
+
+def _constant(n, h, w, device):
+    return torch.rand(n, 1, 1, 1, device=device).expand(n, 1, h, w).clone()
+
+
+def _radial(n, h, w, device):
+    # Shapes every turn about the centre leaves unchanged: discs, rings, blobs, ripples.
+    r = _radial_distance(n, h, w, device)
+    size = 0.15 + 0.8 * torch.rand(n, 1, 1, 1, device=device)
+    kind = torch.randint(0, 4, (n, 1, 1, 1), device=device)
+    width = 0.05 + 0.2 * torch.rand(n, 1, 1, 1, device=device)
+    shapes = torch.stack([(r < size).float(), ((r - size).abs() < width).float(),
+                          torch.exp(-0.5 * (r / size) ** 2), 0.5 + 0.5 * torch.cos(r * 20 * size)])
+    pattern = shapes.gather(0, kind[None].expand(1, n, 1, h, w))[0]
+    ground, ink = torch.rand(n, 1, 1, 1, device=device), torch.rand(n, 1, 1, 1, device=device)
+    return ground + (ink - ground) * pattern
+
+
+NO_UP_KINDS = (_white, _smooth, _constant, _radial)
+
+
+def no_up_images(n: int, channels: int, height: int, width: int,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """``n`` images (N, C, H, W) in [0, 1] that have no up at all: noise of any grain, flat
+    grey, and shapes symmetric about the centre. Trained toward a flat distribution, they
+    teach a head with a distribution to say "no orientation" instead of guessing one."""
+    kinds = torch.randint(0, len(NO_UP_KINDS), (n,))
+    images = torch.empty(n, 1, height, width, device=device)
+    for k, make in enumerate(NO_UP_KINDS):
+        chosen = (kinds == k).nonzero().flatten().to(device)
+        if len(chosen):
+            images[chosen] = make(len(chosen), height, width, device)
+    if channels > 1:  # a tint per image, so colour carries no up either
+        images = images * (0.6 + 0.4 * torch.rand(n, channels, 1, 1, device=device))
+    return images.clamp(0, 1)
+
+
 @dataclass
 class Augmentation:
     """Every training augmentation's setting, as TrainConfig holds them."""

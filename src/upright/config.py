@@ -92,6 +92,10 @@ class TrainConfig:
                                  help="random tone curve x ** g of training images, |log g| up to this")
     train_noise: float = setting(0.0, section="augment", low=0.0, high=128.0, metavar="GREY_LEVELS",
                                  help="Gaussian noise on training images, sigma drawn up to this")
+    train_no_up: float = setting(0.0, section="augment", low=0.0, high=0.5, metavar="SHARE",
+                                 help="share of each training batch replaced by images with no up "
+                                      "(noise, flat grey, centred discs), taught a flat distribution "
+                                      "(heads with a distribution only)")
     train_jpeg: float = setting(0.0, section="augment", low=0.0, high=1.0, metavar="SHARE",
                                 help="share of training images given JPEG artefacts")
     train_jpeg_quality: list[float] = setting(
@@ -264,6 +268,11 @@ def validate(config: TrainConfig) -> TrainConfig:
     if len(config.model.std) != len(config.model.mean):
         raise ConfigError("model.std: needs one value per model.mean value "
                           f"({len(config.model.mean)}), got {len(config.model.std)}")
+    from upright.models.heads import HEADS
+
+    if config.train_no_up and not hasattr(HEADS[config.model.head], "flat_loss"):
+        raise ConfigError(f"train_no_up: the {config.model.head} head has no distribution to make "
+                          "flat; use a head with one (bins) or train_no_up 0")
     processes = config.devices * config.num_nodes
     if config.batch_size % processes:  # each process takes an equal part of every batch
         raise ConfigError(f"batch_size: {config.batch_size} is not a multiple of the {processes} "

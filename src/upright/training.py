@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from upright import distributed
 from upright.angles import circular_error
-from upright.augment import Augmentation
+from upright.augment import Augmentation, no_up_images
 from upright.config import TrainConfig
 from upright.data.rotated import (
     EpochPlan,
@@ -59,7 +59,12 @@ class AngleModule(L.LightningModule):
     def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
         images, angles = batch[0], batch[1]  # (a training batch also says its sample positions)
         x = to_float_images(images)
+        no_up = 0
         if stage == "train":  # augmentations for training only; validation is the protocol
+            no_up = round(self.config.train_no_up * len(x))
+            if no_up:  # the batch is shuffled: its first images make way
+                x = x.clone()
+                x[:no_up] = no_up_images(no_up, *x.shape[1:], device=x.device)
             x = self.augment(x, angles, self.config.fill)
         else:
             x = rotate_batch(x, angles, self.config.fill)
@@ -67,7 +72,13 @@ class AngleModule(L.LightningModule):
         raw = self.model.head(features)
         if stage == "train":
             self.samples_seen += len(angles)
-        loss = self.model.head.loss(raw, angles)
+        if no_up:
+            share = no_up / len(x)
+            loss = (1 - share) * self.model.head.loss(raw[no_up:], angles[no_up:]) \
+                + share * self.model.head.flat_loss(raw[:no_up])
+            raw, angles = raw[no_up:], angles[no_up:]
+        else:
+            loss = self.model.head.loss(raw, angles)
         mae = circular_error(self.model.head.decode(raw.detach()), angles).mean()
         if stage == "val":  # summed here, shared over the ranks at the epoch's end
             n = len(angles)

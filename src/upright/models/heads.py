@@ -149,6 +149,11 @@ class AngleBins(AngleHead):
         log_probs = F.log_softmax(raw.float(), dim=1)
         return F.kl_div(log_probs, target, reduction="batchmean")
 
+    def flat_loss(self, raw: torch.Tensor) -> torch.Tensor:
+        """KL divergence from the flat distribution: the target of an image with no up."""
+        log_probs = F.log_softmax(raw.float(), dim=1)
+        return -log_probs.mean(dim=1).mean() - math.log(raw.shape[1])
+
     def decode(self, raw: torch.Tensor) -> torch.Tensor:
         probs = F.softmax(raw.float(), dim=1)
         peak = probs.argmax(dim=1, keepdim=True)

@@ -133,3 +133,12 @@ def test_recipes_give_exactly_the_configs_they_gave_before_they_became_files():
     added = {"num_nodes": 1, "strategy": "auto", "num_workers": 2, "cache": "auto"}
     for recipe, expected in pinned.items():
         assert make_config(recipe).to_dict() == {**expected, **added}, recipe
+
+
+def test_an_optional_setting_is_cleared_with_null_even_where_it_reads_durations():
+    from upright.config import coerce
+
+    assert coerce("max_time", "null") is None and coerce("max_time", "None") is None
+    assert coerce("max_time", "10m") == 600.0
+    with pytest.raises(ConfigError, match="batch_size"):
+        coerce("batch_size", "null")  # not optional

@@ -238,6 +238,8 @@ def coerce(key: str, text: str) -> Any:
     one (durations), else JSON where it parses (numbers, lists, true/false, null), else the
     text itself."""
     f = setting_fields().get(key)
+    if f is not None and text.strip().lower() in ("null", "none") and value_kind(f)[2]:
+        return check_value(key, None)  # an optional setting cleared (no time limit, ...)
     if f is not None and f.metadata["text"] is not None:
         try:
             return check_value(key, f.metadata["text"](text))

@@ -103,7 +103,7 @@ def upright_side(args: argparse.Namespace) -> dict:
     from upright.experiments import fit_input_format, prepare_data
     from upright.models.model import AngleModel
     from upright.recipes import make_config
-    from upright.training import fit, make_trainer
+    from upright.training import fit, make_trainer, resolve_precision
 
     torch.set_num_threads(args.threads)
     config = make_config("mnist-published", {"max_time": args.seconds + 5, "accelerator": "cpu",
@@ -125,7 +125,7 @@ def upright_side(args: argparse.Namespace) -> dict:
     inference = len(xt) / (time.perf_counter() - started)
     return {"train_images_per_s": clock.images_per_second(),
             "inference_images_per_s": round(inference, 1), "torch": torch.__version__,
-            "precision": config.precision, "peak_rss_mb": _peak_rss_mb()}
+            "precision": resolve_precision(config.precision, "cpu"), "peak_rss_mb": _peak_rss_mb()}
 
 
 class StepClock(Callback):
@@ -170,7 +170,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--images", type=int, default=60_000, help="materialised training rotations (Keras)")
     parser.add_argument("--test-images", type=int, default=20_000)
-    parser.add_argument("--precision", default="32-true", help="upright's training precision")
+    parser.add_argument("--precision", default="auto", help="upright's training precision")
     parser.add_argument("--side", choices=["keras", "upright"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:

@@ -245,3 +245,13 @@ def test_unknown_rotation_steps_is_a_clear_error(tmp_path):
     config.train_rotation_steps = 3  # set behind validate's back
     with pytest.raises(ValueError, match="train_rotation_steps must be one of"):
         fit(None, None, config, tmp_path)
+
+
+def test_automatic_precision_is_bf16_only_where_the_processor_has_bf16_units():
+    from upright.training import resolve_precision
+
+    assert resolve_precision("auto", "cpu", {"avx2", "fma"}) == "32-true"
+    assert resolve_precision("auto", "cpu", {"avx2", "amx_bf16", "amx_tile"}) == "bf16-mixed"
+    assert resolve_precision("auto", "cpu", {"avx512f", "avx512_bf16"}) == "bf16-mixed"
+    assert resolve_precision("32-true", "cpu", {"amx_bf16"}) == "32-true"  # said: kept
+    assert resolve_precision("bf16-mixed", "cpu", set()) == "bf16-mixed"

@@ -124,8 +124,10 @@ class TrainConfig:
     # runtime
     eval_batch_size: int = setting(256, section="runtime", low=1,
                                    help="images per validation and test batch (memory, not results)")
-    precision: str = setting("32-true", section="runtime", choices=["32-true", "bf16-mixed", "16-mixed"],
-                             help="Lightning's training precision")
+    precision: str = setting("auto", section="runtime",
+                             choices=["auto", "32-true", "bf16-mixed", "16-mixed"],
+                             help="Lightning's training precision; auto: bf16-mixed where the "
+                                  "processor has bf16 units (AMX, AVX512-BF16, a bf16 GPU), else 32-true")
     num_threads: int | None = setting(None, section="runtime", low=1, high=1024,
                                       help="torch CPU threads (none: torch's own choice)")
     accelerator: str = setting("auto", section="runtime", choices=["auto", "cpu", "gpu"],

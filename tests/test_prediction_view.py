@@ -167,6 +167,8 @@ def test_a_reduced_view_is_the_full_decode_shrunk(tmp_path, mode):
     assert (view.scale, view.mode, view.pixels.shape) == (4, mode, (192, 256) + bands)
     assert decoded_bytes(path, 100) == view.pixels.nbytes
     assert decoded_bytes(path) == full.pixels.nbytes
+    with pytest.raises(ValueError, match="never written"):
+        imagefiles.encode_image(view, view.pixels)
     shrunk = cv2.resize(full.pixels, (256, 192), interpolation=cv2.INTER_AREA)
     assert np.abs(view.pixels.astype(int) - shrunk.reshape(view.pixels.shape)).mean() < 4
 

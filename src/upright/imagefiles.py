@@ -295,6 +295,8 @@ def from_pil(image: Image.Image, fmt: str = "PNG", meta: dict[str, Any] | None =
 
 def encode_image(decoded: DecodedImage, pixels: np.ndarray, jpeg_quality: int = 95) -> bytes:
     """Encode new pixels in the decoded image's format and mode, with its metadata."""
+    if decoded.scale != 1:  # a reduced view would write a thumbnail in place of the photo
+        raise ValueError("a prediction view (a reduced decode) is never written")
     fmt = decoded.format
     if decoded.mode == "RGB;16" and fmt == "PNG":  # Pillow has no 16-bit colour mode
         buffer = io.BytesIO()

@@ -5,6 +5,10 @@ squared and resized to the model input, scaled to [0, 1]); the original is rotat
 full resolution by minus the predicted angle and written atomically. Inputs are only
 read. Decoding and encoding run in worker threads while the model works on batches,
 and only a bounded window of images is in memory at once.
+
+The prediction needs only a small view: a JPEG is first decoded at a DCT reduction
+(``view_side``), and decoded whole only when it is to be turned (never in a dry run, nor
+for a file copied through as kept-small or kept-unsure).
 """
 
 from __future__ import annotations
@@ -270,6 +274,16 @@ def check_writable(outdir: Path) -> None:
         raise OutputLocationError(f"{shown(outdir)}: cannot write there ({exc.strerror or exc})") from exc
 
 
+# A prediction view keeps at least this many pixels per model input pixel along its short
+# side, so the area-average down to the model's size still works from a real neighbourhood.
+VIEW_MARGIN = 2
+
+
+def view_side(spec: ModelSpec) -> int:
+    """The short side a view needs for predicting with ``spec`` (``read_image``'s ``min_side``)."""
+    return VIEW_MARGIN * max(spec.height, spec.width)
+
+
 def model_input(pixels: np.ndarray, spec: ModelSpec, mode: str | None = None) -> np.ndarray:
     """Decoded pixels as the model takes them: (C, H, W) float32 in [0, 1], prepared by
     ``upright.prepare.prepare_image`` exactly as folder training prepared its images."""
@@ -398,9 +412,10 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
         else:
             todo.append((index, item))
     spec = predictor.spec
+    side = view_side(spec)
 
     def load(index: int, item: InputFile) -> _Loaded:
-        decoded = read_image(item.path)
+        decoded = read_image(item.path, min_side=side)
         return _Loaded(index, item, decoded, model_input(decoded.pixels, spec, decoded.mode))
 
     def finish(loaded: _Loaded, angle: float, belief: tuple[float, float, float]) -> Result:
@@ -433,6 +448,9 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
             if unsure or small:
                 fileio.write_with(target, lambda tmp: shutil.copyfile(src, tmp), options.overwrite)
                 return row("kept-unsure" if unsure else "kept-small", output=str(target))
+            if loaded.decoded.scale != 1:  # a prediction view: the whole image only now, to turn
+                loaded.decoded = None  # the view goes before the whole image comes
+                loaded.decoded = read_image(src)
             decoded = loaded.decoded
             if _streamed(decoded):  # never a second full-size image in memory
                 _check_canvas(decoded, -angle, options.canvas, src)
@@ -463,13 +481,17 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
         budget.release(indexed[0])
         bar.update(1)
 
+    def cost(path: Path) -> int:
+        # A dry run holds only its views; a full run the whole image and its turned copy.
+        return decoded_bytes(path, side) if options.dry_run else 2 * decoded_bytes(path)
+
     try:
         with _one_thread_per_task(), ThreadPoolExecutor(max_workers=workers) as pool, \
                 tqdm(total=len(files), initial=len(files) - len(todo), desc="correct", unit="img",
                      disable=not progress) as bar:
             try:
-                _run(todo, pool, window, budget, options.batch_size, load, finish, predictor, record,
-                     writes)
+                _run(todo, pool, window, budget, cost, options.batch_size, load, finish, predictor,
+                     record, writes)
             except BaseException as exc:
                 if isinstance(exc, Exception):  # a bug: files already predicted are still written
                     wait(writes)
@@ -491,7 +513,7 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
 
 
 def _run(files: Sequence[tuple[int, InputFile]], pool: ThreadPoolExecutor, window: int, budget: _Budget,
-         batch_size: int, load, finish, predictor: Predictor, record, writes: list[Future]) -> None:
+         cost_of, batch_size: int, load, finish, predictor: Predictor, record, writes: list[Future]) -> None:
     """Decode ahead in a window bounded by count and by decoded bytes, predict in batches,
     write the previous batch's files while the next one decodes."""
     queue: deque[tuple[int, InputFile, Future]] = deque()
@@ -505,7 +527,7 @@ def _run(files: Sequence[tuple[int, InputFile]], pool: ThreadPoolExecutor, windo
                 nxt = next(todo, None)
                 if nxt is None:
                     return
-                upcoming = (*nxt, 2 * decoded_bytes(nxt[1].path))  # the image and its turned copy
+                upcoming = (*nxt, cost_of(nxt[1].path))
             index, item, cost = upcoming
             if not budget.admits(cost):
                 return

@@ -39,6 +39,9 @@ class DecodedImage:
     format: str  # Pillow's format name: PNG, JPEG, ...
     mode: str  # the mode the output is written in
     metadata: dict[str, Any] = field(default_factory=dict)
+    # 1: the whole image. 2, 4 or 8: a JPEG decoded at that reduction (DCT scaling), a view
+    # to predict from, never to be written.
+    scale: int = 1
 
 
 def _png_bit_depth(path: Path) -> int:
@@ -126,11 +129,30 @@ def _read_big_png(path: Path, opened: Image.Image) -> DecodedImage | None:
     return DecodedImage(_apply_orientation(pixels, orientation), "PNG", opened.mode, meta)
 
 
-def _read_plain_jpeg(path: Path, opened: Image.Image) -> DecodedImage | None:
+# The reductions libjpeg decodes directly (its DCT scaling), largest first.
+JPEG_SCALES = (8, 4, 2)
+_REDUCED_FLAGS = {1: 0, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+                  8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
+
+
+def jpeg_scale(width: int, height: int, min_side: int | None) -> int:
+    """The largest DCT reduction (8, 4, 2; else 1) that keeps the short side >= ``min_side``."""
+    if not min_side:
+        return 1
+    short = min(width, height)
+    return next((s for s in JPEG_SCALES if short // s >= min_side), 1)
+
+
+def _reduced(size: int, scale: int) -> int:
+    return -(-size // scale)  # libjpeg rounds a scaled side up
+
+
+def _read_plain_jpeg(path: Path, opened: Image.Image, scale: int = 1) -> DecodedImage | None:
     """Grey or RGB JPEGs, the common case, decoded by OpenCV (libjpeg-turbo, no Python in
-    the loop, the GIL released throughout): about twice as fast as Pillow here. Anything
-    else, and any file not ending in its end-of-image marker (truncated: OpenCV would
-    only warn and return grey), is left to Pillow, which reports the problem."""
+    the loop, the GIL released throughout): about twice as fast as Pillow here; ``scale``
+    > 1 decodes at that DCT reduction. Anything else, and any file not ending in its
+    end-of-image marker (truncated: OpenCV would only warn and return grey), is left to
+    Pillow, which reports the problem."""
     if opened.format != "JPEG" or opened.mode not in ("L", "RGB"):
         return None
     # A JPEG's data cannot sensibly exceed twice its raw pixels plus metadata; a bigger file
@@ -141,22 +163,27 @@ def _read_plain_jpeg(path: Path, opened: Image.Image) -> DecodedImage | None:
     data = np.fromfile(path, dtype=np.uint8)
     if data[-2:].tobytes() != b"\xff\xd9":
         return None
-    flags = cv2.IMREAD_IGNORE_ORIENTATION | (
+    # (A reduced flag alone means grey; with IMREAD_COLOR_RGB, colour.)
+    flags = cv2.IMREAD_IGNORE_ORIENTATION | _REDUCED_FLAGS[scale] | (
         cv2.IMREAD_GRAYSCALE if opened.mode == "L" else cv2.IMREAD_COLOR_RGB)
     pixels = cv2.imdecode(data, flags)
-    if pixels is None or pixels.shape[:2] != (opened.height, opened.width):
+    expected = (_reduced(opened.height, scale), _reduced(opened.width, scale))
+    if pixels is None or pixels.shape[:2] != expected:
         return None
     orientation = opened.getexif().get(EXIF_ORIENTATION, 1)
     return DecodedImage(_apply_orientation(pixels, orientation), "JPEG", opened.mode,
-                        _metadata(opened))
+                        _metadata(opened), scale)
 
 
-def decoded_bytes(path: str | Path) -> int:
-    """What ``read_image`` will hold for this file, from its header alone (0 when the header
-    cannot be read: the decode then fails, and costs nothing)."""
+def decoded_bytes(path: str | Path, min_side: int | None = None) -> int:
+    """What ``read_image`` (with the same ``min_side``) will hold for this file, from its
+    header alone (0 when the header cannot be read: the decode then fails, and costs nothing)."""
     try:
         with Image.open(path) as opened:
             width, height = opened.size
+            if opened.format == "JPEG":
+                scale = jpeg_scale(width, height, min_side)
+                width, height = _reduced(width, scale), _reduced(height, scale)
             depth = 2 if opened.mode.startswith("I") or (
                 opened.format == "PNG" and _png_bit_depth(Path(path)) == 16) else 1
             return width * height * len(opened.getbands()) * depth
@@ -164,8 +191,15 @@ def decoded_bytes(path: str | Path) -> int:
         return 0
 
 
-def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> DecodedImage:
-    """Decode ``path``; every failure is an ImageFileError whose message names the file."""
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int | None = None
+               ) -> DecodedImage:
+    """Decode ``path``; every failure is an ImageFileError whose message names the file.
+
+    ``min_side``: only a view to predict from is needed, with a short side of at least this
+    many pixels. A JPEG is then decoded at the largest DCT reduction that keeps it (1/2, 1/4
+    or 1/8: libjpeg skips most of the inverse DCT and all the full-size pixels; the result's
+    ``scale`` says which); other formats are decoded whole, as without it. The pixel limit
+    applies to the file's full size either way."""
     path = Path(path)
     try:
         if path.stat().st_size == 0:
@@ -181,7 +215,8 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> DecodedImage:
             if frames > 1:  # one turned frame would silently drop the others
                 raise ImageFileError(f"{path}: {frames} frames (multi-page or animated "
                                      f"{opened.format}); only single-frame images are corrected")
-            fast = _read_plain_jpeg(path, opened)
+            scale = jpeg_scale(width, height, min_side) if opened.format == "JPEG" else 1
+            fast = _read_plain_jpeg(path, opened, scale)
             if fast is not None:
                 return fast
             big = _read_big_png(path, opened)
@@ -190,6 +225,10 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> DecodedImage:
             # Read before load (Pillow turns a TIFF as it loads it and drops the tag) and
             # before _metadata (which drops it from the image's cached EXIF).
             orientation = opened.getexif().get(EXIF_ORIENTATION, 1)
+            if scale > 1:  # CMYK, YCCK, damaged...: Pillow's decoder takes the same reduction
+                # (asking for the floor of each side makes Pillow choose exactly ``scale``).
+                drafted = opened.draft(opened.mode, (width // scale, height // scale))
+                scale = round(width / drafted[1][2]) if drafted else 1
             opened.load()
             fmt = opened.format
             bits = opened.tag_v2.get(258, (8,)) if fmt == "TIFF" else None
@@ -202,7 +241,9 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> DecodedImage:
                 pixels = _read_16bit_colour(path, opened)
                 pixels = _apply_orientation(pixels, orientation)
                 return DecodedImage(pixels, fmt, "RGB;16", meta)
-            return from_pil(image, fmt, meta, path)
+            decoded = from_pil(image, fmt, meta, path)
+            decoded.scale = scale
+            return decoded
     except ImageFileError:
         raise
     except Image.DecompressionBombError as exc:
@@ -254,6 +295,8 @@ def from_pil(image: Image.Image, fmt: str = "PNG", meta: dict[str, Any] | None =
 
 def encode_image(decoded: DecodedImage, pixels: np.ndarray, jpeg_quality: int = 95) -> bytes:
     """Encode new pixels in the decoded image's format and mode, with its metadata."""
+    if decoded.scale != 1:  # a reduced view would write a thumbnail in place of the photo
+        raise ValueError("a prediction view (a reduced decode) is never written")
     fmt = decoded.format
     if decoded.mode == "RGB;16" and fmt == "PNG":  # Pillow has no 16-bit colour mode
         buffer = io.BytesIO()

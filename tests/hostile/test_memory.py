@@ -17,12 +17,13 @@ from upright.geometry import rotate_image
 from upright.predictors import load_predictor
 
 
-def _folder(root: Path, count: int, size: int = 600) -> Path:
+def _folder(root: Path, count: int, size: int = 600, suffix: str = ".png") -> Path:
     src = root / "in"
     src.mkdir()
     for i in range(count):
         grey = rotate_image(np.kron(digit(28, seed=i), np.ones((size // 28 + 1,) * 2, np.uint8)), 30 + i)
-        Image.fromarray(np.dstack([grey] * 3)[:size, :size]).save(src / f"{i:02d}.png", compress_level=1)
+        fast = {"compress_level": 1} if suffix == ".png" else {}
+        Image.fromarray(np.dstack([grey] * 3)[:size, :size]).save(src / f"{i:02d}{suffix}", **fast)
     return src
 
 
@@ -34,8 +35,8 @@ class _LiveDecoded:
         self.lock = threading.Lock()
         real = correction.read_image
 
-        def spy(path):
-            decoded = real(path)
+        def spy(path, *args, **kwargs):  # a JPEG's prediction view counts too
+            decoded = real(path, *args, **kwargs)
             with self.lock:
                 self.live += 1
                 self.peak = max(self.peak, self.live)
@@ -49,10 +50,11 @@ class _LiveDecoded:
             self.live -= 1
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])  # a JPEG: its view, then the whole image
 @pytest.mark.parametrize("budget_images, most_alive", [(1, 1), (3, 3)])
 def test_item3_the_decoded_bytes_in_flight_stay_within_the_budget(model, tmp_path, monkeypatch,
-                                                                   budget_images, most_alive):
-    src = _folder(tmp_path, 12)
+                                                                   budget_images, most_alive, suffix):
+    src = _folder(tmp_path, 12, suffix=suffix)
     per_image = 600 * 600 * 3
     spy = _LiveDecoded(monkeypatch)
     # Each image costs twice its pixels (its turned copy); the budget fits `budget_images`.

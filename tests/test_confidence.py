@@ -191,3 +191,22 @@ def test_a_distribution_head_is_calibrated_after_training_and_reports_it(bins_ru
     variants = run.metrics()["robustness"]["variants"]
     assert all("ece" in v for v in variants.values())
     assert run.plot("calibration").is_file()
+
+
+@pytest.mark.parametrize("name", ["mnist", "faces"])
+def test_views_turned_after_the_levels_give_what_turned_images_give(name):
+    """The levels are found once per image and the four views turned after them: the same
+    raw outputs as turning the images first (the shipped masks look the same turned)."""
+    import torch
+
+    from upright.checkpoint import load
+    from upright.confidence import quarter_turn_views
+
+    model, _ = load(shipped_model(name))
+    model.eval()
+    torch.manual_seed(0)
+    size = model.spec.height
+    images = torch.rand(6, model.spec.channels, size, size) * torch.rand(6, 1, 1, 1)
+    with torch.no_grad():
+        fast, plain = model.quarter_turn_raw(images), model(quarter_turn_views(images))
+    assert torch.allclose(fast, plain, atol=1e-4)

@@ -128,8 +128,22 @@ class AngleModel(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The backbone's features of float images in [0, 1] (what the head reads)."""
-        x = ((self.masked(images) - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        return self._backbone_of_masked(self.masked(images))
+
+    def _backbone_of_masked(self, masked: torch.Tensor) -> torch.Tensor:
+        x = ((masked - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         return self.backbone(x)
+
+    def quarter_turn_raw(self, images: torch.Tensor) -> torch.Tensor:
+        """The head's raw output on the four quarter-turn views (``quarter_turn_views``).
+        Where the mask is the same under a quarter turn, so are the levels (a percentile
+        does not care where a pixel is): the views are turned after the levels, which are
+        then found once per image instead of four times."""
+        from upright.confidence import quarter_turn_views
+
+        if torch.equal(self.input_mask, torch.rot90(self.input_mask, 1, dims=(-2, -1))):
+            return self.head(self._backbone_of_masked(quarter_turn_views(self.masked(images))))
+        return self(quarter_turn_views(images))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images))
@@ -139,12 +153,12 @@ class AngleModel(nn.Module):
         """Angles with their calibrated confidence and runner-up (upright.confidence); an
         image with no content (flat after the levels rule) gets confidence 0: there is no
         up to find."""
-        from upright.confidence import belief, has_distribution, quarter_turn_views
+        from upright.confidence import belief, has_distribution
 
         if not has_distribution(self.head):
             return belief(self.head, None, self.predict_angles(images, tta=tta), temperature)
         square = images.shape[-1] == images.shape[-2]
-        raw_views = self(quarter_turn_views(images) if square else images.repeat(4, 1, 1, 1))
+        raw_views = self.quarter_turn_raw(images) if square else self(images.repeat(4, 1, 1, 1))
         raw = raw_views[: len(images)]
         angle = self.predict_angles(images, tta=True) if tta else self.head.decode(raw)
         result = belief(self.head, raw_views, angle, temperature)

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from lightning.pytorch.callbacks import Callback
 
 HERE = Path(__file__).resolve()
 
@@ -114,36 +113,16 @@ def upright_side(args: argparse.Namespace) -> dict:
     model = AngleModel(config.model)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = make_trainer(config, Path(run_dir), progress=False)
-        clock = StepClock()
-        trainer.callbacks.append(clock)
-        fit(model, splits, config, Path(run_dir), progress=False, trainer=trainer)
+        training = fit(model, splits, config, Path(run_dir), progress=False, trainer=trainer)
     xt, angles = rotated_digits("test", args.test_images, seed=1)
     test = RotatedSet(xt, np.arange(len(xt)), angles)
     predict_set(model, RotatedSet(xt[:2048], np.arange(2048), angles[:2048]), 1024, prerotated=True)
     started = time.perf_counter()
     predict_set(model, test, 1024, prerotated=True)
     inference = len(xt) / (time.perf_counter() - started)
-    return {"train_images_per_s": clock.images_per_second(),
+    return {"train_images_per_s": training["steady_images_per_second"],
             "inference_images_per_s": round(inference, 1), "torch": torch.__version__,
             "precision": resolve_precision(config.precision, "cpu"), "peak_rss_mb": _peak_rss_mb()}
-
-
-class StepClock(Callback):
-    """Images/s between the end of the first training step and the last (start-up and the
-    first step's allocations left out, as on the Keras side)."""
-
-    def __init__(self) -> None:
-        self.ends: list[float] = []
-        self.images: list[int] = []
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        self.ends.append(time.perf_counter())
-        self.images.append(len(batch[1]))
-
-    def images_per_second(self) -> float | None:
-        if len(self.ends) < 2:
-            return None
-        return round(sum(self.images[1:]) / (self.ends[-1] - self.ends[0]), 1)
 
 
 def _peak_rss_mb() -> float:

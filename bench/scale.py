@@ -83,7 +83,8 @@ def measure(args: argparse.Namespace) -> None:
         training = fit(model, splits, config, Path(run_dir), progress=False, trainer=trainer)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     if distributed.rank() == 0:
-        print(json.dumps({"images_per_second": training["images_per_second"],
+        print(json.dumps({"images_per_second": training["steady_images_per_second"],
+                          "images_per_second_with_start_up": training["images_per_second"],
                           "samples": training["samples_seen"], "world_size": training["world_size"],
                           "read_seconds": round(read_seconds, 1),
                           "peak_rss_mb": training["peak_rss_mb"],

@@ -3,6 +3,13 @@ same run (so ratios hold on a noisy machine); inference images/s; peak RSS. One 
 
     python bench/speed.py --seconds 20
     python bench/speed.py --seconds 5 --device cuda   # where a GPU is present
+    python bench/speed.py --shipped --floor           # + the shipped model, the compute floor
+
+``--shipped``: the shipped MNIST model on its test protocol (MNIST from the mirror): angles
+alone and with confidence (four views), images/s. ``--floor``: the shipped recipe's whole
+training step (Lightning, on-the-fly rotation, every augmentation, optimiser, logging) over
+the bare forward + backward + optimiser step of the same network on ready tensors; the
+overhead ratio is whole-step time over bare-step time.
 """
 
 from __future__ import annotations
@@ -82,6 +89,78 @@ def inference_speed(spec: ModelSpec, seconds: float, device: torch.device) -> fl
     return done / (time.perf_counter() - started)
 
 
+def shipped_inference(seconds: float, items: int = 8192) -> dict:
+    """The shipped MNIST model on the first ``items`` of its test protocol, as evaluation
+    runs it: angles alone, and angles with confidence."""
+    from upright import checkpoint
+    from upright.data.rotated import RotatedSet
+    from upright.evaluation import belief_set, predict_set
+    from upright.experiments import prepare_data, protocol_test_set, saved_model_protocol
+    from upright.predictors import temperature_of
+    from upright.shipped import shipped_model
+
+    model, info = checkpoint.load(shipped_model("mnist"))
+    config = saved_model_protocol(info)
+    protocol = protocol_test_set(config, prepare_data(config)[1])
+    test = RotatedSet(protocol.images, protocol.source[:items], protocol.angles[:items])
+    temperature = temperature_of(info)
+    rates = {}
+    for name, run in (("angles", lambda: predict_set(model, test, config.eval_batch_size)),
+                      ("with_confidence", lambda: belief_set(model, test, config.eval_batch_size,
+                                                             temperature=temperature))):
+        run()  # warm-up
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds or not done:
+            run()
+            done += len(test)
+        rates[name] = round(done / (time.perf_counter() - started), 1)
+    return rates
+
+
+def compute_floor(seconds: float) -> dict:
+    """The shipped recipe's whole training step against its bare compute, in one run."""
+    import tempfile
+    from pathlib import Path
+
+    from upright.experiments import fit_input_format, prepare_data
+    from upright.recipes import make_config
+    from upright.training import augmentation, fit, make_trainer
+
+    config = make_config("mnist-robust", {"max_time": seconds + 10})
+    source, splits = prepare_data(config)
+    fit_input_format(config, source)
+    del source
+    torch.manual_seed(0)
+    model = AngleModel(config.model)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = make_trainer(config, Path(run_dir), progress=False)
+        whole = fit(model, splits, config, Path(run_dir), progress=False, trainer=trainer)
+    # The bare step: the same network and batch size on one batch augmented beforehand.
+    batch = config.batch_size
+    images = torch.from_numpy(splits.train.images[:batch])
+    angles = torch.randint(-180, 180, (batch,)).float()
+    ready = augmentation(config)(to_float_images(images), angles, config.fill)
+    model = AngleModel(config.model).train()
+    optimiser = torch.optim.Adam(model.parameters(), config.lr)
+
+    def step() -> None:
+        loss = model.head.loss(model(ready), angles)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+
+    for _ in range(5):
+        step()
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        step()
+        done += batch
+    bare = done / (time.perf_counter() - started)
+    return {"recipe": "mnist-robust", "whole_step_images_per_s": whole["steady_images_per_second"],
+            "bare_step_images_per_s": round(bare, 1),
+            "overhead_ratio": round(bare / whole["steady_images_per_second"], 2)}
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -93,13 +172,20 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="per measurement")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--shipped", action="store_true", help="the shipped MNIST model's inference")
+    parser.add_argument("--floor", action="store_true", help="the shipped recipe's compute floor")
+    parser.add_argument("--only", action="store_true", help="skip the published/ours rows")
     args = parser.parse_args()
     device = torch.device(args.device)
     result: dict = {"benchmark": "speed", "device": _device_name(device),
                     "threads": torch.get_num_threads(),
                     "batch_size": args.batch_size, "train_images_per_s": {},
                     "inference_images_per_s": {}}
-    for name, spec in MODELS.items():
+    if args.shipped:
+        result["shipped_mnist_inference_images_per_s"] = shipped_inference(args.seconds)
+    if args.floor:
+        result["compute_floor"] = compute_floor(args.seconds)
+    for name, spec in ({} if args.only else MODELS).items():
         result["train_images_per_s"][name] = {
             "fp32": round(train_speed(spec, args.batch_size, args.seconds, False, device), 1),
             "bf16": round(train_speed(spec, args.batch_size, args.seconds, True, device), 1),

@@ -197,6 +197,42 @@ class KeepBestWeights(Callback):
             self.state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.model.state_dict().items()}
 
 
+class StepClock(Callback):
+    """Training images/s between the end of the first step and the end of the last: the
+    steady rate, without start-up, the first step's allocations and validation passes."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.last: float | None = None
+        self.images = 0
+        self.paused = 0.0
+        self._paused_at: float | None = None
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now
+        else:
+            self.images += len(batch[1])
+        self.last = now
+
+    def on_validation_start(self, trainer, module) -> None:
+        self._paused_at = time.perf_counter()
+
+    def on_validation_end(self, trainer, module) -> None:
+        if self._paused_at is not None and self.first is not None:
+            self.paused += time.perf_counter() - self._paused_at
+        self._paused_at = None
+
+    def images_per_second(self) -> float | None:
+        """Summed over the ranks (rank 0's clock)."""
+        images = distributed.total(self.images)
+        if self.first is None or self.last is None or self.last <= self.first:
+            return None
+        seconds = distributed.from_rank_zero(self.last - self.first - self.paused)
+        return round(images / seconds, 1) if seconds > 0 else None
+
+
 def quiet_lightning() -> None:
     """Lightning's banner lines (GPU available: False, ...) are noise on a CPU tool."""
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -254,7 +290,7 @@ def make_trainer(config: TrainConfig, run_dir: Path, progress: bool = True) -> L
         max_time=timedelta(seconds=config.max_time) if config.max_time else None,
         precision=resolve_precision(config.precision, config.accelerator),
         callbacks=[EarlyStopping(monitor="val_loss", patience=config.patience, mode="min"),
-                   KeepBestWeights()],
+                   KeepBestWeights(), StepClock()],
         logger=CSVLogger(save_dir=str(run_dir), name="", version=""),
         enable_checkpointing=False,
         enable_model_summary=False,
@@ -272,6 +308,7 @@ def fit(model: AngleModel, splits: Splits, config: TrainConfig, run_dir: Path,
     trainer = trainer or make_trainer(config, run_dir, progress)
     L.seed_everything(config.seed, workers=True, verbose=False)
     best = next(cb for cb in trainer.callbacks if isinstance(cb, KeepBestWeights))
+    clock = next(cb for cb in trainer.callbacks if isinstance(cb, StepClock))
     module = AngleModule(model, config)
     data = RotationDataModule(splits, config)
     started = time.perf_counter()
@@ -287,6 +324,7 @@ def fit(model: AngleModel, splits: Splits, config: TrainConfig, run_dir: Path,
         "train_seconds": round(seconds, 2),
         "samples_seen": samples,
         "images_per_second": round(samples / seconds, 1) if seconds > 0 else None,
+        "steady_images_per_second": clock.images_per_second(),  # steps only
         "stopped_by": _stop_reason(trainer, config),
         "world_size": int(trainer.world_size),
         "precision": str(trainer.precision),

@@ -136,7 +136,9 @@ class TrainConfig:
                            help="processes (CPU) or GPUs per machine; more than one: DDP")
     num_nodes: int = setting(1, section="runtime", low=1,
                              help="machines (torchrun --nnodes, SLURM nodes); more than one: DDP")
-    strategy: str = setting("auto", section="runtime", choices=["auto", "ddp", "ddp_spawn"],
+    # ddp only: spawned processes (ddp_spawn) would keep the best weights and the gathered
+    # evaluation in children that end with the fit.
+    strategy: str = setting("auto", section="runtime", choices=["auto", "ddp"],
                             help="Lightning's strategy (auto: ddp for several processes)")
     num_workers: int = setting(2, section="runtime", low=0, high=64,
                                help="DataLoader processes reading a streamed folder's files")

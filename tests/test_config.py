@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from upright.cli import _config_from_args, build_parser, main
-from upright.config import ConfigError, TrainConfig, coerce, setting_fields, validate
+from upright.config import CLEARED, ConfigError, TrainConfig, coerce, setting_fields, validate
 from upright.recipes import RECIPES, _check, make_config
 
 
@@ -78,7 +78,7 @@ def test_set_reads_durations_numbers_and_names():
     assert coerce("max_time", "10m") == 600.0
     assert coerce("lr", "3e-3") == 0.003
     assert coerce("dataset", "folder:/data/scans") == "folder:/data/scans"
-    assert coerce("limit", "null") is None
+    assert coerce("limit", "null") is CLEARED  # sets None (a bare None means "not given")
     with pytest.raises(ConfigError, match="max_time: not a duration"):
         coerce("max_time", "soon")
 
@@ -139,9 +139,13 @@ def test_recipes_give_exactly_the_configs_they_gave_before_they_became_files():
 
 
 def test_an_optional_setting_is_cleared_with_null_even_where_it_reads_durations():
-    from upright.config import coerce
+    from upright.cli import _config_from_args, build_parser
+    from upright.config import CLEARED, coerce
 
-    assert coerce("max_time", "null") is None and coerce("max_time", "None") is None
+    assert coerce("max_time", "null") is CLEARED and coerce("max_time", "None") is CLEARED
     assert coerce("max_time", "10m") == 600.0
+    args = build_parser().parse_args(["train", "--recipe", "mnist-robust", "--set", "max_time=null"])
+    assert _config_from_args(args).max_time is None  # the recipe's 29 minutes are gone
+    assert make_config("mnist-robust").max_time == 1740.0
     with pytest.raises(ConfigError, match="batch_size"):
         coerce("batch_size", "null")  # not optional

@@ -243,7 +243,7 @@ def coerce(key: str, text: str) -> Any:
     text itself."""
     f = setting_fields().get(key)
     if f is not None and text.strip().lower() in ("null", "none") and value_kind(f)[2]:
-        return check_value(key, None)  # an optional setting cleared (no time limit, ...)
+        return CLEARED  # an optional setting cleared (no time limit, ...)
     if f is not None and f.metadata["text"] is not None:
         try:
             return check_value(key, f.metadata["text"](text))
@@ -286,9 +286,20 @@ def validate(config: TrainConfig) -> TrainConfig:
     return config
 
 
+class _Cleared:
+    """An override that sets an optional setting to None (None itself means "not given")."""
+
+    def __repr__(self) -> str:
+        return "CLEARED"
+
+
+CLEARED = _Cleared()
+
+
 def apply_overrides(values: dict[str, Any], overrides: dict[str, Any]) -> None:
     """Write ``overrides`` (``key`` or ``model.key``, or a nested ``model`` dict) into a
-    recipe's values; None means "not given". Unknown keys are a ConfigError."""
+    recipe's values; None means "not given", CLEARED sets None. Unknown keys are a
+    ConfigError."""
     keys = setting_fields()
     flat: dict[str, Any] = {}
     for key, value in overrides.items():
@@ -302,6 +313,8 @@ def apply_overrides(values: dict[str, Any], overrides: dict[str, Any]) -> None:
             raise _unknown(key)
         if value is None:
             continue
+        if value is CLEARED:
+            value = None
         if keys[key].metadata["derived"]:
             raise ConfigError(f"{key}: set from the data, not by hand")
         if key.startswith("model."):

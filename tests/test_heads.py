@@ -78,3 +78,23 @@ def test_bins_decode_is_continuous_between_bin_centres():
     for angle in (-177.0, -3.3, 12.5, 171.0):
         got = head.decode(head.encode(torch.tensor([angle]))).item()
         assert abs(got - angle) < 0.5
+
+
+@pytest.mark.parametrize("backbone", ["compact", "seed_mnist"])
+def test_an_inference_copy_folds_batchnorm_and_predicts_the_same(backbone):
+    from torch import nn
+
+    from upright.models.model import AngleModel, ModelSpec, for_inference
+
+    torch.manual_seed(0)
+    model = AngleModel(ModelSpec(backbone=backbone, head="bins", height=28, width=28)).train()
+    x = torch.rand(64, 1, 28, 28)
+    for _ in range(3):  # running statistics away from their start
+        model(x)
+    fast = for_inference(model)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(x), fast(x), atol=1e-4)
+    kinds = {type(m) for m in fast.modules()}
+    assert nn.BatchNorm2d not in kinds
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == (backbone == "compact")

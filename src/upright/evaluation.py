@@ -13,7 +13,7 @@ from upright.angles import circular_difference
 from upright.confidence import AngleBelief
 from upright.data.rotated import RotatedSet, protocol_set, to_float_images
 from upright.geometry import rotate_batch
-from upright.models.model import AngleModel
+from upright.models.model import AngleModel, for_inference
 
 WITHIN_DEGREES = (1, 2, 5, 10)
 
@@ -182,6 +182,7 @@ def calibrate(model: AngleModel, val_set: RotatedSet, batch_size: int, fill: flo
         view_probabilities,
     )
 
+    model = for_inference(model)
     if not has_distribution(model.head) or len(val_set) == 0:
         return None
     views, angle = raw_views_set(model, val_set, batch_size, fill)

@@ -36,7 +36,7 @@ from upright.evaluation import (
     summarise,
 )
 from upright.geometry import rotate_batch
-from upright.models.model import AngleModel
+from upright.models.model import AngleModel, for_inference
 from upright.runs import RunExistsError, RunFolder
 
 __all__ = ["RunExistsError", "train_run", "evaluate", "evaluate_run", "prepare_data",
@@ -193,6 +193,7 @@ def evaluate(model: AngleModel, splits: Splits, config: TrainConfig, progress: b
     With a ``calibration`` (a distribution head's temperature) also how well its
     confidence is calibrated, on the test protocol and every robustness variant."""
     started = time.perf_counter()
+    model = for_inference(model)
     bs, fill = config.eval_batch_size, config.fill
     temperature = calibration["temperature"] if calibration else None
 

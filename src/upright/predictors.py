@@ -12,7 +12,7 @@ import torch
 from upright import checkpoint, fileio
 from upright.confidence import AngleBelief
 from upright.errors import UserError
-from upright.models.model import AngleModel, ModelSpec
+from upright.models.model import AngleModel, ModelSpec, for_inference
 
 ONNX_FILE = "model.onnx"
 RUNTIMES = ("torch", "onnx")
@@ -44,7 +44,7 @@ class AnglePredictor(torch.nn.Module):
 
 class TorchPredictor:
     def __init__(self, model: AngleModel, tta: bool = False, temperature: float = 1.0) -> None:
-        self.model = model.eval()
+        self.model = for_inference(model)
         self.spec = model.spec
         self.tta = tta
         self.temperature = temperature  # from model.json's calibration (1: not calibrated)

@@ -106,7 +106,7 @@ def upright_side(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     config = make_config("mnist-published", {"max_time": args.seconds + 5, "accelerator": "cpu",
-                                             "precision": args.precision})
+                                             "val_angles": 1, "precision": args.precision})
     source, splits = prepare_data(config)
     fit_input_format(config, source)
     del source

@@ -131,7 +131,7 @@ def compute_floor(seconds: float) -> dict:
     from upright.recipes import make_config
     from upright.training import augmentation, fit, make_trainer
 
-    config = make_config("mnist-robust", {"max_time": seconds + 10})
+    config = make_config("mnist-robust", {"max_time": seconds + 10, "val_angles": 1})
     source, splits = prepare_data(config)
     fit_input_format(config, source)
     del source

@@ -255,3 +255,25 @@ def test_automatic_precision_is_bf16_only_where_the_processor_has_bf16_units():
     assert resolve_precision("auto", "cpu", {"avx512f", "avx512_bf16"}) == "bf16-mixed"
     assert resolve_precision("32-true", "cpu", {"amx_bf16"}) == "32-true"  # said: kept
     assert resolve_precision("bf16-mixed", "cpu", set()) == "bf16-mixed"
+
+
+def test_the_steady_clock_leaves_out_the_first_step_and_validation_between_steps(monkeypatch):
+    from upright import training
+
+    now = [0.0]
+    monkeypatch.setattr(training.time, "perf_counter", lambda: now[0])
+    clock = training.StepClock()
+    batch = (None, [0] * 10)
+
+    def at(t, event):
+        now[0] = t
+        event()
+
+    at(5.0, lambda: clock.on_train_batch_end(None, None, None, batch, 0))   # first step: start-up
+    at(6.0, lambda: clock.on_train_batch_end(None, None, None, batch, 1))
+    at(6.0, lambda: clock.on_validation_start(None, None))
+    at(16.0, lambda: clock.on_validation_end(None, None))                   # 10 s between steps
+    at(17.0, lambda: clock.on_train_batch_end(None, None, None, batch, 2))
+    at(17.0, lambda: clock.on_validation_start(None, None))
+    at(60.0, lambda: clock.on_validation_end(None, None))                   # after the last step
+    assert clock.images_per_second() == 20 / 2.0  # 20 images in 12 s less 10 s of validation

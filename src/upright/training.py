@@ -206,6 +206,7 @@ class StepClock(Callback):
         self.last: float | None = None
         self.images = 0
         self.paused = 0.0
+        self._pending = 0.0
         self._paused_at: float | None = None
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
@@ -214,14 +215,18 @@ class StepClock(Callback):
             self.first = now
         else:
             self.images += len(batch[1])
+            self.paused += self._pending  # a validation pass between two steps
+        self._pending = 0.0
         self.last = now
 
     def on_validation_start(self, trainer, module) -> None:
         self._paused_at = time.perf_counter()
 
     def on_validation_end(self, trainer, module) -> None:
-        if self._paused_at is not None and self.first is not None:
-            self.paused += time.perf_counter() - self._paused_at
+        # Counted only once a later step shows it fell inside the timed stretch (the pass
+        # after the last step, at the time limit, does not).
+        if self._paused_at is not None:
+            self._pending += time.perf_counter() - self._paused_at
         self._paused_at = None
 
     def images_per_second(self) -> float | None:

@@ -206,3 +206,19 @@ def test_a_small_jpeg_at_the_start_of_a_huge_file_gives_a_view_without_reading_i
     assert (view.pixels.shape, view.scale) == ((96, 128), 8)  # Pillow took the same reduction
     assert reads == []
     assert imagefiles.decoded_bytes(path, 56) == view.pixels.nbytes
+
+
+def test_the_python_api_predicts_a_file_from_the_view_correct_uses(tmp_path):
+    """upright.load(...).predict(path) and .upright(path) give correct's angle exactly."""
+    import upright
+
+    if shipped_model("mnist") is None:
+        pytest.skip("the shipped mnist model is not installed")
+    (tmp_path / "in").mkdir()
+    paths, _ = _photo_files(tmp_path / "in", "mnist", 4)
+    model = upright.load("mnist")
+    rows = correct_paths(paths, model.predictor, None, CorrectOptions(dry_run=True))
+    predicted = model.predict(paths)
+    assert [round(p.angle, 3) for p in predicted] == [r.angle for r in rows]  # rows: 3 decimals
+    turned = model.upright(paths[0])
+    assert turned.size == (1024, 768)  # turned whole, from the view's angle

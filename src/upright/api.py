@@ -35,12 +35,14 @@ class Prediction:
     distribution: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
-def _pixels(image: ImageLike) -> tuple[np.ndarray, str | None]:
-    """Decoded pixels and their mode from any accepted kind of image."""
+def _pixels(image: ImageLike, min_side: int | None = None) -> tuple[np.ndarray, str | None]:
+    """Decoded pixels and their mode from any accepted kind of image; ``min_side``: only a
+    view to predict from is needed (a JPEG file is then decoded reduced, as ``correct``
+    does, so both give the same angle)."""
     from upright.imagefiles import from_pil, read_image
 
     if isinstance(image, (str, os.PathLike)):
-        decoded = read_image(image)
+        decoded = read_image(image, min_side=min_side)
         return decoded.pixels, decoded.mode
     if isinstance(image, Image.Image):
         decoded = from_pil(image)
@@ -78,8 +80,10 @@ class Model:
 
     def predict(self, images: ImageLike | Sequence[ImageLike]) -> Prediction | list[Prediction]:
         """One Prediction for one image; a list for a list (or a 4-D array) of images."""
+        from upright.correction import view_side
+
         batch = list(images) if _is_batch(images) else [images]
-        results = self._predict_pixels([_pixels(image) for image in batch])
+        results = self._predict_pixels([_pixels(image, view_side(self.spec)) for image in batch])
         return results if _is_batch(images) else results[0]
 
     def _predict_pixels(self, decoded: list[tuple[np.ndarray, str | None]]) -> list[Prediction]:
@@ -106,7 +110,9 @@ class Model:
         if canvas not in CANVAS_MODES:
             raise UserError(f"unknown canvas {canvas!r}; choose from {', '.join(CANVAS_MODES)}")
         pixels, mode = _pixels(image)
-        prediction = self._predict_pixels([(pixels, mode)])[0]
+        # A file is predicted from the view correct predicts from; turned whole.
+        is_file = isinstance(image, (str, os.PathLike))
+        prediction = self.predict(image) if is_file else self._predict_pixels([(pixels, mode)])[0]
         unsure = prediction.confidence is not None and prediction.confidence < min_confidence
         try:
             fill_rgb = parse_fill(fill) if isinstance(fill, str) else tuple(int(v) for v in fill)

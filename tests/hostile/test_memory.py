@@ -58,7 +58,9 @@ def test_item3_the_decoded_bytes_in_flight_stay_within_the_budget(model, tmp_pat
     per_image = 600 * 600 * 3
     spy = _LiveDecoded(monkeypatch)
     # Each image costs twice its pixels (its turned copy); the budget fits `budget_images`.
-    options = CorrectOptions(memory_budget=2 * per_image * budget_images + 1000, batch_size=8, workers=4)
+    # Every image turned (min_confidence 0): what is measured is the turned copies' memory.
+    options = CorrectOptions(memory_budget=2 * per_image * budget_images + 1000, batch_size=8, workers=4,
+                             min_confidence=0.0)
     rows = correct_paths([src], load_predictor(model), tmp_path / "out", options)
     assert [r.action for r in rows] == ["rotated"] * 12
     assert spy.peak <= most_alive, spy.peak

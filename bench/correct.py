@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_name  # bench/machine.py: the script's folder is on the path
 from PIL import Image
 
 from upright import checkpoint
@@ -100,14 +101,6 @@ def stage_ms(files: list[Path], predictor, out: Path) -> dict[str, float]:
         for key, dt in zip(names[3:], (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             totals[key] += dt
     return {k: v / len(files) * 1000 for k, v in totals.items()}  # CPU ms per image
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        return ""
 
 
 def main() -> int:

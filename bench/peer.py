@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_name  # bench/machine.py: the script's folder is on the path
 
 HERE = Path(__file__).resolve()
 
@@ -163,23 +164,13 @@ def main() -> None:
         return
     keras, ours = _side("keras", args), _side("upright", args)
     print(json.dumps({
-        "benchmark": "peer", "cpu": _cpu_name(), "threads": args.threads,
+        "benchmark": "peer", "cpu": cpu_name(), "threads": args.threads,
         "network": "the article's MNIST network (seed_mnist + softsign180), batch 1024",
         "keras": keras, "upright": ours,
         "train_ratio": round(ours["train_images_per_s"] / keras["train_images_per_s"], 2)
         if keras["train_images_per_s"] else None,
         "inference_ratio": round(ours["inference_images_per_s"] / keras["inference_images_per_s"], 2),
     }))
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_name  # bench/machine.py: the script's folder is on the path
 
 HERE = Path(__file__).resolve()
 
@@ -133,7 +134,7 @@ def main() -> None:
     small_run = run_measure(dataset=f"folder:{folders[small]}", cache="off", workers=2,
                             recipe="mnist-fast", **common)
     result = {
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "ddp_mnist_published": {f"{p}_process": ddp[p] for p in ddp},
         "ddp_speedup": round(ddp[2]["images_per_second"] / ddp[1]["images_per_second"], 2),
         "folder": f"{large} generated 256x256 JPEGs, prepared to 64x64 grey, mnist-fast",
@@ -146,16 +147,6 @@ def main() -> None:
         "peak_rss_mb_in_memory": in_memory["peak_rss_mb"],
     }
     print(json.dumps(result))
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

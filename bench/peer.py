@@ -20,14 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_name  # bench/machine.py: the script's folder is on the path
+from machine import cpu_name, run_json  # bench/machine.py: the script's folder is on the path
 
 HERE = Path(__file__).resolve()
 
@@ -133,15 +131,11 @@ def _peak_rss_mb() -> float:
 
 
 def _side(name: str, args: argparse.Namespace) -> dict:
-    command = [sys.executable, str(HERE), "--side", name, "--seconds", str(args.seconds),
+    command = [str(HERE), "--side", name, "--seconds", str(args.seconds),
                "--threads", str(args.threads), "--images", str(args.images),
                "--test-images", str(args.test_images), "--precision", args.precision]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode:
-        raise SystemExit(f"bench/peer.py: the {name} side failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json(command, f"bench/peer.py: the {name} side", OMP_NUM_THREADS=str(args.threads),
+                    TF_CPP_MIN_LOG_LEVEL="2")
 
 
 def main() -> None:

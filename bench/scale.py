@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_name  # bench/machine.py: the script's folder is on the path
+from machine import cpu_name, run_json  # bench/machine.py: the script's folder is on the path
 
 HERE = Path(__file__).resolve()
 
@@ -93,14 +90,10 @@ def measure(args: argparse.Namespace) -> None:
 
 
 def run_measure(**options) -> dict:
-    command = [sys.executable, str(HERE), "measure"]
+    command = [str(HERE), "measure"]
     for key, value in options.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode:
-        raise SystemExit(f"bench/scale.py: {' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json(command, f"bench/scale.py: {' '.join(command)}")
 
 
 def main() -> None:

@@ -100,18 +100,23 @@ def _grey_statistics(images: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Te
     return median, values[:, k], values[:, n - 1 - k]
 
 
+def _polarity(images: torch.Tensor, median: torch.Tensor, low: torch.Tensor,
+              high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images with those whose content is darker than their background inverted, and
+    which were (a median above the middle of the p2-p98 range)."""
+    invert = median > 0.5 * (low + high)
+    return images + invert.to(images.dtype).view(-1, 1, 1, 1) * (1.0 - 2.0 * images), invert
+
+
 def canonical_polarity(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Invert the images whose content is darker than their background."""
-    median, low, high = _grey_statistics(images, mask)
-    invert = (median > 0.5 * (low + high)).to(images.dtype).view(-1, 1, 1, 1)
-    return images + invert * (1.0 - 2.0 * images)
+    return _polarity(images, *_grey_statistics(images, mask))[0]
 
 
 def autocontrast(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Canonical polarity, then the robust range stretched to [0, 1]."""
     median, low, high = _grey_statistics(images, mask)
-    invert = median > 0.5 * (low + high)
-    x = images + invert.to(images.dtype).view(-1, 1, 1, 1) * (1.0 - 2.0 * images)
+    x, invert = _polarity(images, median, low, high)
     # An inverted image's percentiles are the original's mirrored: no second sort (the sort
     # was a quarter of the prediction's time).
     low, high = torch.where(invert, 1.0 - high, low), torch.where(invert, 1.0 - low, high)

@@ -31,6 +31,23 @@ def _environment() -> dict[str, str]:
     return env
 
 
+def _run_together(commands: list[list[str]], timeout: float = 600) -> list[str]:
+    """Run the processes side by side; each one's output (stderr merged), or a failure
+    that shows every output if one fails or they overrun (a hang must say where)."""
+    processes = [subprocess.Popen(c, env=_environment(), stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for c in commands]
+    try:
+        outputs = [p.communicate(timeout=timeout)[0] for p in processes]
+    except subprocess.TimeoutExpired:
+        for p in processes:
+            p.kill()
+        outputs = [p.communicate()[0] for p in processes]
+        pytest.fail(f"overran {timeout} s:\n" + "\n---\n".join(o[-3000:] for o in outputs))
+    codes = [p.returncode for p in processes]
+    assert codes == [0] * len(processes), "\n---\n".join(o[-3000:] for o in outputs)
+    return outputs
+
+
 def _traces(folder: Path) -> list[dict]:
     return [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
 
@@ -89,26 +106,19 @@ def _train_images(folder: Path) -> int:
 
 def test_two_processes_started_by_lightning_train_one_model_on_a_streamed_folder(glyph_folder, tmp_path):
     run, trace = tmp_path / "runs" / "ddp", tmp_path / "trace"
-    done = subprocess.run([sys.executable, str(PROBE), str(glyph_folder), str(run), str(trace),
-                           "--devices", "2", "--cache", "off"],
-                          env=_environment(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _run_together([[sys.executable, str(PROBE), str(glyph_folder), str(run), str(trace),
+                    "--devices", "2", "--cache", "off"]])
     _check_run(run, _traces(trace), _train_images(glyph_folder))
 
 
 def test_torchrun_as_two_nodes_trains_one_model(glyph_folder, tmp_path):
     run, trace = tmp_path / "runs" / "nodes", tmp_path / "trace"
     port = str(_free_port())
-    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
-                               "--nproc-per-node", "1", "--node-rank", str(rank),
-                               "--master-addr", "127.0.0.1", "--master-port", port,
-                               str(PROBE), str(glyph_folder), str(run), str(trace),
-                               "--num-nodes", "2", "--max-time", "4"],
-                              env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
-             for rank in (0, 1)]
-    outputs = [node.communicate(timeout=600)[0] for node in nodes]
-    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    _run_together([[sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
+                    "--nproc-per-node", "1", "--node-rank", str(rank),
+                    "--master-addr", "127.0.0.1", "--master-port", port,
+                    str(PROBE), str(glyph_folder), str(run), str(trace),
+                    "--num-nodes", "2", "--max-time", "4"] for rank in (0, 1)])
     traces = _traces(trace)
     assert [t["stopped_by"] for t in traces] == ["max_time", "max_time"]
     assert len(traces[0]["positions"]) >= 2  # more than one epoch before the budget ran out
@@ -131,9 +141,6 @@ def test_the_train_command_as_the_readme_gives_it_runs_ddp_and_only_rank_zero_sp
         commands = [[sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
                      "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", port,
                      "-m", "upright", *train, "--num-nodes", "2"] for rank in (0, 1)]
-    processes = [subprocess.Popen(c, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for c in commands]
-    outputs = [p.communicate(timeout=600) for p in processes]
-    assert [p.returncode for p in processes] == [0] * len(processes), outputs[0][1][-3000:]
-    assert sum(out.count("run folder:") for out, _ in outputs) == 1  # the summary once, from rank 0
+    outputs = _run_together(commands)
+    assert sum(out.count("run folder:") for out in outputs) == 1  # the summary once, from rank 0
     assert json.loads((run / "metrics.json").read_text())["training"]["world_size"] == 2

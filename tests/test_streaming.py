@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from support import TINY_RUN
+from upright.data import folder
 from upright.data.folder import FolderImages, keeps_in_memory, load_folder
 from upright.data.rotated import EpochPlan, TrainBatches
 from upright.data.source import in_memory, split_source
@@ -80,7 +81,23 @@ def test_training_on_a_streamed_folder_equals_training_in_memory(glyph_folder, t
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_reading_a_folder_into_memory_gives_the_same_pixels_with_workers(glyph_folder, workers):
+def test_reading_a_folder_into_memory_gives_the_same_pixels_with_workers(glyph_folder, workers, monkeypatch):
+    monkeypatch.setattr(folder, "LOAD_CHUNK", 4)  # 15 chunks: enough to start the workers
     one = load_folder(str(glyph_folder), image_size=28, cache="on", workers=0)
     other = load_folder(str(glyph_folder), image_size=28, cache="on", workers=workers)
     assert np.array_equal(one.images, other.images)
+
+
+def test_reading_workers_never_start_by_forking_this_process(glyph_folder):
+    """A forked worker inherits locks of threads it does not have (OpenCV's, OpenMP's,
+    gloo's) and can wait forever; CI saw a DDP rank hang so. Workers start from a fork
+    server (or spawn), and their reading still gives the in-memory pixels."""
+    source = load_folder(str(glyph_folder), image_size=28, cache="off")
+    plan = EpochPlan(len(source.images), 8, 1, seed=3, integer_angles=True, rank=0, world=1)
+    loader = TrainBatches(source.images, plan).loader(workers=2)
+    assert loader.multiprocessing_context.get_start_method() in ("forkserver", "spawn")
+    cached = load_folder(str(glyph_folder), image_size=28, cache="on")
+    pixels, _, positions = next(iter(loader))
+    indices = plan.batch(0, 0)[0]
+    assert np.array_equal(pixels.numpy(), cached.images[indices.numpy()])
+    assert len(positions) == 8

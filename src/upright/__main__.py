@@ -2,4 +2,5 @@ import sys
 
 from upright.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # a worker's process may import this module
+    sys.exit(main())

@@ -16,12 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from upright.data.source import SourceData
+from upright.data.workers import worker_options
 from upright.errors import DatasetError
 from upright.prepare import ASPECT_POLICIES, prepare_image
 
 COLOUR_MODES = {"grey": 1, "rgb": 3}  # -> channels
 CACHE_POLICIES = ("auto", "on", "off")
 LOAD_CHUNK = 256  # files per work item when a folder is read into memory
+# A worker process takes ~2 s to start (it imports torch and OpenCV) and a chunk ~0.3-1 s to
+# read: below this many chunks per worker, this process reads them sooner.
+CHUNKS_PER_WORKER = 4
 
 
 class FolderError(DatasetError):
@@ -102,8 +106,9 @@ class FolderImages:
         from tqdm import tqdm
 
         chunks = _Chunks(self)
+        workers = min(workers, len(chunks) // CHUNKS_PER_WORKER)
         loader = torch.utils.data.DataLoader(chunks, batch_size=None, num_workers=workers,
-                                             collate_fn=_as_is)
+                                             collate_fn=_as_is, **worker_options(workers))
         parts = list(tqdm(loader, total=len(chunks), desc="reading the folder", unit="chunk",
                           leave=False, disable=len(self) < 20 * LOAD_CHUNK))
         problems = [p for _, _, found in parts for p in found]
@@ -122,13 +127,14 @@ class _Chunks:
 
     def __init__(self, images: FolderImages) -> None:
         self.images = images
+        self.size = LOAD_CHUNK  # read here: a worker's fresh import would not see a change
 
     def __len__(self) -> int:
-        return -(-len(self.images) // LOAD_CHUNK)
+        return -(-len(self.images) // self.size)
 
     def __getitem__(self, k: int):
-        stop = min(len(self.images), (k + 1) * LOAD_CHUNK)
-        return self.images._read(np.arange(k * LOAD_CHUNK, stop))
+        stop = min(len(self.images), (k + 1) * self.size)
+        return self.images._read(np.arange(k * self.size, stop))
 
 
 def _identifiable(files: list[Path]) -> tuple[list[Path], list[str]]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from upright.data.workers import worker_options
+
 # The published fixed-angle evaluation set.
 FIXED_ANGLES = (-175, -150, -120, -90, -60, -25, 0, 25, 60, 90, 120, 150, 175)
 
@@ -177,7 +179,8 @@ class TrainBatches(torch.utils.data.Dataset):
         return torch.utils.data.DataLoader(self, batch_size=None, sampler=EpochSampler(len(self)),
                                            num_workers=workers, persistent_workers=workers > 0,
                                            prefetch_factor=4 if workers else None,
-                                           generator=torch.Generator().manual_seed(self.plan.seed))
+                                           generator=torch.Generator().manual_seed(self.plan.seed),
+                                           **worker_options(workers))
 
 
 def to_float_images(images: torch.Tensor) -> torch.Tensor:

@@ -136,20 +136,22 @@ def test_blank_constant_and_flat_colour_images_are_kept_unsure_and_copied_untouc
 
 
 @needs_shipped
-def test_noise_of_every_kind_is_kept_unsure(tmp_path):
-    """Noise has no up: the shipped model (trained with no-up images toward a flat
+@pytest.mark.parametrize("model, size", [("mnist", 28), ("faces", 64)])
+def test_noise_of_every_kind_is_kept_unsure(tmp_path, model, size):
+    """Noise has no up: each shipped model (trained with no-up images toward a flat
     distribution) keeps all of it, kinds it never saw in training included."""
     src = tmp_path / "in"
     src.mkdir()
     rng = np.random.default_rng(5)
+    shape = (size, size)
     for i in range(15):
-        Image.fromarray(rng.integers(0, 256, (28, 28), np.uint8)).save(src / f"uniform{i}.png")
-        gaussian = np.clip(rng.normal(128, 50, (28, 28)), 0, 255).astype(np.uint8)
+        Image.fromarray(rng.integers(0, 256, shape, np.uint8)).save(src / f"uniform{i}.png")
+        gaussian = np.clip(rng.normal(128, 50, shape), 0, 255).astype(np.uint8)
         Image.fromarray(gaussian).save(src / f"gaussian{i}.png")
-        dots = ((rng.random((28, 28)) < rng.uniform(0.02, 0.3)) * 255).astype(np.uint8)
+        dots = ((rng.random(shape) < rng.uniform(0.02, 0.3)) * 255).astype(np.uint8)
         Image.fromarray(dots).save(src / f"saltpepper{i}.png")  # not a training kind
     out = tmp_path / "out"
-    assert main(["correct", str(src), "-o", str(out), "--no-progress"]) == 0
+    assert main(["correct", str(src), "-o", str(out), "--model", model, "--no-progress"]) == 0
     rows = _rows(out)
     assert len(rows) == 45
     assert {name: r["action"] for name, r in rows.items() if r["action"] != "kept-unsure"} == {}

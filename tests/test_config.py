@@ -124,8 +124,9 @@ def test_recipes_give_exactly_the_configs_they_gave_before_they_became_files():
     """Pinned: the shipped models were trained from these; a recipe change must be deliberate
     (then regenerate the file from make_config and say why in the commit). Regenerated when
     settings that only say how to run came (processes, workers, caching; precision auto,
-    32-true on a CPU without bf16 units) and mnist-robust became 16 epochs with 6% no-up
-    images, the model that ships now (issue 18)."""
+    32-true on a CPU without bf16 units), when mnist-robust became 16 epochs with 6% no-up
+    images, and when faces-robust became 48 epochs with 6% no-up images: the models that
+    ship now (issue 18)."""
     import json
     from pathlib import Path
 

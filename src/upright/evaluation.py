@@ -60,13 +60,13 @@ def belief_set(model: AngleModel, rotated: RotatedSet, batch_size: int = 2048, f
 
 @torch.no_grad()
 def raw_views_set(model: AngleModel, rotated: RotatedSet, batch_size: int = 2048,
-                  fill: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                  fill: float = 0.0, prerotated: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The head's raw outputs on every item's four quarter-turn views (4, N, bins), and the
     decoded angles of the items as given (what calibration fits a temperature to)."""
     from upright.confidence import VIEWS
 
     views, angles = [], []
-    for x in _batches_of(model, rotated, batch_size, fill, None, False):
+    for x in _batches_of(model, rotated, batch_size, fill, None, prerotated):
         raw = model.quarter_turn_raw(x).float().cpu().view(VIEWS, len(x), -1)
         views.append(raw)
         angles.append(model.head.decode(raw[0]))

@@ -1,0 +1,75 @@
+"""Benchmark: is one temperature enough? ECE of a model's confidence on its test protocol and
+on every robustness variant, with the temperature fitted two ways. Prints one JSON line.
+
+    python bench/calibration.py --model RUN      # a run folder (its config names the data)
+
+"validation": the temperature upright fits after training (the validation items as the
+protocol turns them). "validation + suite variants": fitted on those items and on the
+same items as each robustness-suite variant makes them; the held-out variants are seen by
+neither. Answers whether calibrating on realistic variants would buy a lower worst-case ECE
+and at what cost on the protocol (docs/confidence.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from upright import checkpoint, robustness
+from upright.angles import circular_difference
+from upright.confidence import TEMPERATURES, WITHIN, calibration_report, mass_near, view_probabilities
+from upright.evaluation import raw_views_set
+from upright.experiments import load_run_config, prepare_data, validation_set
+from upright.models.model import for_inference
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="a run folder")
+    args = parser.parse_args()
+    config = load_run_config(args.model)
+    model, _ = checkpoint.load(args.model)
+    model = for_inference(model)
+    _, splits = prepare_data(config)
+
+    def views(items, prerotated: bool):
+        raw, angle = raw_views_set(model, items, config.eval_batch_size, config.fill, prerotated)
+        hit = np.abs(circular_difference(angle.numpy().astype(np.float64), items.angles)) <= 5.0
+        return raw.reshape(-1, raw.shape[-1]), angle, hit
+
+    def confidence(view, temperature: float) -> np.ndarray:
+        raw, angle, _ = view
+        return mass_near(view_probabilities(model.head, raw, temperature), model.head.centres,
+                         angle, WITHIN).numpy()
+
+    def fit(chosen) -> float:  # the log loss of "within 5", pooled, on fit_temperature's grid
+        def loss(t):
+            c = np.clip(np.concatenate([confidence(v, t) for v in chosen]), 1e-6, 1 - 1e-6)
+            h = np.concatenate([v[2] for v in chosen]).astype(np.float64)
+            return -(h * np.log(c) + (1 - h) * np.log(1 - c)).mean()
+        return float(min(TEMPERATURES, key=loss))
+
+    val = validation_set(config, splits)
+    fitting = [views(val, False)] + [views(robustness.variant_set(val, name, config.eval_seed + 1), True)
+                                     for name in robustness.SUITE]
+    items = robustness.suite_items(splits.test.images, splits.test.indices, config.suite_angles,
+                                   config.eval_seed)
+    tests = {"protocol": views(items, False)}
+    tests.update({name: views(robustness.variant_set(items, name, config.eval_seed), True)
+                  for name in robustness.VARIANTS})
+    result = {"benchmark": "calibration", "model": str(args.model)}
+    with torch.inference_mode():
+        for label, chosen in (("validation", fitting[:1]), ("validation + suite variants", fitting)):
+            t = fit(chosen)
+            ece = {k: round(calibration_report(confidence(v, t), v[2])["ece"], 4) for k, v in tests.items()}
+            result[label] = {"temperature": t, "ece": ece,
+                             "worst_suite": max(ece[n] for n in robustness.SUITE),
+                             "worst_held_out": max(ece[n] for n in robustness.HELD_OUT)}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

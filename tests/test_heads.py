@@ -96,5 +96,18 @@ def test_an_inference_copy_folds_batchnorm_and_predicts_the_same(backbone):
     with torch.no_grad():
         assert torch.allclose(model(x), fast(x), atol=1e-4)
     kinds = {type(m) for m in fast.modules()}
-    assert nn.BatchNorm2d not in kinds
+    assert nn.BatchNorm2d not in kinds and nn.MaxPool2d not in kinds
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == (backbone == "compact")
+    assert any(isinstance(m, nn.MaxPool2d) for m in model.modules()) == (backbone == "seed_mnist")
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 24, 24), (2, 8, 13, 9)])
+def test_inference_pooling_gives_max_pools_numbers_on_any_layout(shape):
+    import torch.nn.functional as F
+
+    from upright.models.model import PairMaxPool
+
+    x = torch.randn(*shape)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        y = x.contiguous(memory_format=layout)
+        assert torch.equal(PairMaxPool()(y), F.max_pool2d(y, 2))

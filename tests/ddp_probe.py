@@ -9,6 +9,7 @@ and the test metrics it computed. Only rank 0 may write the run folder.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import hashlib
 import json
 import sys
@@ -26,6 +27,9 @@ from upright.recipes import make_config  # noqa: E402
 
 
 def main() -> None:
+    # A rank that hangs prints where every thread of it waits, then exits, before the
+    # test's own limit: a hang on another machine's CI then says where it was.
+    faulthandler.dump_traceback_later(480, exit=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("folder")
     parser.add_argument("run")

@@ -4,10 +4,11 @@ on every robustness variant, with the temperature fitted two ways. Prints one JS
     python bench/calibration.py --model RUN      # a run folder (its config names the data)
 
 "validation": the temperature upright fits after training (the validation items as the
-protocol turns them). "validation + suite variants": fitted on those items and on the
-same items as each robustness-suite variant makes them; the held-out variants are seen by
-neither. Answers whether calibrating on realistic variants would buy a lower worst-case ECE
-and at what cost on the protocol (docs/confidence.md).
+protocol turns them; upright's own ``fit_temperature``). "validation + suite variants":
+fitted on those items and on the same items as each robustness-suite variant makes them;
+the held-out variants are seen by neither. Answers whether calibrating on realistic
+variants would buy a lower worst-case ECE and at what cost on the protocol
+(docs/confidence.md).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 
 from upright import checkpoint, robustness
 from upright.angles import circular_difference
-from upright.confidence import TEMPERATURES, WITHIN, calibration_report, mass_near, view_probabilities
+from upright.confidence import calibration_report, confidence_at, fit_temperature
 from upright.evaluation import raw_views_set
 from upright.experiments import load_run_config, prepare_data, validation_set
 from upright.models.model import for_inference
@@ -36,21 +37,18 @@ def main() -> None:
     _, splits = prepare_data(config)
 
     def views(items, prerotated: bool):
+        """(4, N, bins) raw views, decoded angles, and which are within 5 degrees."""
         raw, angle = raw_views_set(model, items, config.eval_batch_size, config.fill, prerotated)
-        hit = np.abs(circular_difference(angle.numpy().astype(np.float64), items.angles)) <= 5.0
-        return raw.reshape(-1, raw.shape[-1]), angle, hit
+        return raw, angle, np.abs(circular_difference(angle.numpy().astype(np.float64), items.angles)) <= 5.0
+
+    def pooled(chosen):  # the items of several sets as one (views stay view-major)
+        raw = torch.cat([v[0] for v in chosen], dim=1)
+        return (raw.reshape(-1, raw.shape[-1]), torch.cat([v[1] for v in chosen]),
+                np.concatenate([v[2] for v in chosen]))
 
     def confidence(view, temperature: float) -> np.ndarray:
-        raw, angle, _ = view
-        return mass_near(view_probabilities(model.head, raw, temperature), model.head.centres,
-                         angle, WITHIN).numpy()
-
-    def fit(chosen) -> float:  # the log loss of "within 5", pooled, on fit_temperature's grid
-        def loss(t):
-            c = np.clip(np.concatenate([confidence(v, t) for v in chosen]), 1e-6, 1 - 1e-6)
-            h = np.concatenate([v[2] for v in chosen]).astype(np.float64)
-            return -(h * np.log(c) + (1 - h) * np.log(1 - c)).mean()
-        return float(min(TEMPERATURES, key=loss))
+        raw, angle, _ = pooled([view])
+        return confidence_at(model.head, raw, angle, np.array([temperature]))[0]
 
     val = validation_set(config, splits)
     fitting = [views(val, False)] + [views(robustness.variant_set(val, name, config.eval_seed + 1), True)
@@ -63,7 +61,7 @@ def main() -> None:
     result = {"benchmark": "calibration", "model": str(args.model)}
     with torch.inference_mode():
         for label, chosen in (("validation", fitting[:1]), ("validation + suite variants", fitting)):
-            t = fit(chosen)
+            t = fit_temperature(model.head, *pooled(chosen))
             ece = {k: round(calibration_report(confidence(v, t), v[2])["ece"], 4) for k, v in tests.items()}
             result[label] = {"temperature": t, "ece": ece,
                              "worst_suite": max(ece[n] for n in robustness.SUITE),

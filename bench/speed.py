@@ -6,7 +6,8 @@ same run (so ratios hold on a noisy machine); inference images/s; peak RSS. One 
     python bench/speed.py --shipped --floor           # + the shipped model, the compute floor
 
 ``--shipped``: the shipped MNIST model on its test protocol (MNIST from the mirror): angles
-alone and with confidence (four views), images/s. ``--floor``: the shipped recipe's whole
+alone and with confidence (four views), images/s, on torch and (where onnxruntime is
+installed) on ONNX Runtime, the same batches rotated the same way. ``--floor``: the shipped recipe's whole
 training step (Lightning, on-the-fly rotation, every augmentation, optimiser, logging) over
 the bare forward + backward + optimiser step of the same network on ready tensors; the
 overhead ratio is whole-step time over bare-step time.
@@ -25,6 +26,12 @@ import torch
 from upright.data.rotated import to_float_images
 from upright.geometry import rotate_batch
 from upright.models.model import AngleModel, ModelSpec
+
+try:
+    from upright.models.model import for_inference
+except ImportError:  # a version from before the inference copy (timing an older tree)
+    def for_inference(model: AngleModel) -> AngleModel:
+        return model.eval()
 
 MODELS = {
     "published (seed_mnist + softsign180)": ModelSpec(backbone="seed_mnist", head="softsign180"),
@@ -74,7 +81,7 @@ def train_speed(spec: ModelSpec, batch: int, seconds: float, bf16: bool,
 
 @torch.inference_mode()
 def inference_speed(spec: ModelSpec, seconds: float, device: torch.device) -> float:
-    model = AngleModel(spec).to(device).eval()
+    model = for_inference(AngleModel(spec)).to(device)  # as every prediction path runs it
     images, angles = _images(2048, device)
     x = rotate_batch(to_float_images(images), angles)
     model.predict_angles(x)
@@ -100,19 +107,24 @@ def shipped_inference(seconds: float, items: int = 8192) -> dict:
     from upright.shipped import shipped_model
 
     model, info = checkpoint.load(shipped_model("mnist"))
-    try:  # evaluation's own inference copy (folded BatchNorm), where this version has one
-        from upright.models.model import for_inference
-        model = for_inference(model)
-    except ImportError:
-        model.eval()
+    model = for_inference(model)  # evaluation's own inference copy
     config = saved_model_protocol(info)
     protocol = protocol_test_set(config, prepare_data(config)[1])
     test = RotatedSet(protocol.images, protocol.source[:items], protocol.angles[:items])
     temperature = temperature_of(info)
+    runs = {"angles": lambda: predict_set(model, test, config.eval_batch_size),
+            "with_confidence": lambda: belief_set(model, test, config.eval_batch_size,
+                                                  temperature=temperature)}
+    onnx = _onnx_predictor(shipped_model("mnist"))
+    if onnx is not None:  # the same batches, rotated the same way, on ONNX Runtime
+        def on_onnx(method: str):
+            return lambda: [getattr(onnx, method)(rotate_batch(to_float_images(images), angles,
+                                                               config.fill).numpy())
+                            for images, angles in test.batches(config.eval_batch_size)]
+
+        runs.update(angles_onnx=on_onnx("predict"), with_confidence_onnx=on_onnx("predict_belief"))
     rates = {}
-    for name, run in (("angles", lambda: predict_set(model, test, config.eval_batch_size)),
-                      ("with_confidence", lambda: belief_set(model, test, config.eval_batch_size,
-                                                             temperature=temperature))):
+    for name, run in runs.items():
         run()  # warm-up
         done, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds or not done:
@@ -120,6 +132,28 @@ def shipped_inference(seconds: float, items: int = 8192) -> dict:
             done += len(test)
         rates[name] = round(done / (time.perf_counter() - started), 1)
     return rates
+
+
+def _onnx_predictor(folder):
+    """The model exported to ONNX in a scratch folder, on ONNX Runtime (None without it, or
+    where this version of upright exports no confidence)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    try:
+        import onnxruntime  # noqa: F401
+
+        from upright.predictors import OnnxPredictor, export_onnx
+    except ImportError:
+        return None
+    scratch = Path(tempfile.mkdtemp())
+    for name in ("model.json", "model.safetensors"):
+        shutil.copy(folder / name, scratch / name)
+    export_onnx(scratch)
+    predictor = OnnxPredictor(scratch)
+    shutil.rmtree(scratch)
+    return predictor if getattr(predictor, "raw_output", None) else None
 
 
 def compute_floor(seconds: float) -> dict:

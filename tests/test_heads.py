@@ -111,3 +111,22 @@ def test_inference_pooling_gives_max_pools_numbers_on_any_layout(shape):
     for layout in (torch.contiguous_format, torch.channels_last):
         y = x.contiguous(memory_format=layout)
         assert torch.equal(PairMaxPool()(y), F.max_pool2d(y, 2))
+
+
+def test_an_inference_copy_runs_large_cpu_batches_in_cache_sized_chunks(monkeypatch):
+    from upright.models import model as model_module
+    from upright.models.model import AngleModel, CacheSizedChunks, ModelSpec, for_inference
+
+    torch.manual_seed(0)
+    model = AngleModel(ModelSpec(backbone="compact", head="bins", height=28, width=28)).eval()
+    # compact at 28x28: the first stage's 32 channels of 28x28 floats are the largest output
+    assert model_module.largest_activation_bytes(model.backbone, 1, 28, 28) == 32 * 28 * 28 * 4
+    monkeypatch.setattr(model_module, "CHUNK_ACTIVATION_BYTES", 32 * 28 * 28 * 4 * 7)
+    fast = for_inference(model)
+    assert isinstance(fast.backbone, CacheSizedChunks) and fast.backbone.images == 7
+    seen = []
+    fast.backbone.backbone.register_forward_hook(lambda _m, inputs, _o: seen.append(len(inputs[0])))
+    x = torch.rand(30, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(model(x), fast(x), atol=1e-4)
+    assert seen == [7, 7, 7, 7, 2]

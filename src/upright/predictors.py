@@ -10,9 +10,10 @@ import numpy as np
 import torch
 
 from upright import checkpoint, fileio
-from upright.confidence import AngleBelief
+from upright.confidence import VIEWS, AngleBelief, has_distribution
 from upright.errors import UserError
-from upright.models.model import AngleModel, ModelSpec, for_inference
+from upright.models.heads import HEADS
+from upright.models.model import INPUT_MASKS, AngleModel, ModelSpec, belief_of_views, for_inference
 
 ONNX_FILE = "model.onnx"
 RUNTIMES = ("torch", "onnx")
@@ -28,18 +29,17 @@ class Predictor(Protocol):
         """Angles with confidence and runner-up (NaN where the model has no distribution)."""
 
 
-
-
 class AnglePredictor(torch.nn.Module):
-    """The model with its head's decoding: images in, angles out (what ONNX exports)."""
+    """The model with its head's decoding: images in; angles and the head's raw output
+    out (what ONNX exports; the raw output carries the distribution a confidence needs)."""
 
-    def __init__(self, model: AngleModel, tta: bool = False) -> None:
+    def __init__(self, model: AngleModel) -> None:
         super().__init__()
         self.model = model
-        self.tta = tta
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.predict_angles(images, tta=self.tta)
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raw = self.model(images)
+        return self.model.head.decode(raw), raw
 
 
 class TorchPredictor:
@@ -83,13 +83,31 @@ class OnnxPredictor:
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise checkpoint.ModelLoadError(f"{path}: not a loadable ONNX model ({exc})") from exc
         self.input_name = self.session.get_inputs()[0].name
+        outputs = [o.name for o in self.session.get_outputs()]
+        # An export older than the raw output gives angles only: no confidence from it.
+        self.raw_output = "raw" if "raw" in outputs else None
+        self.temperature = temperature_of(config)
+        # The head's decoding and the input mask need no weights: the head is built for one
+        # input feature, only its bin centres and decoding are used.
+        self.head = HEADS[self.spec.head](1, **self.spec.head_options)
+        self.input_mask = INPUT_MASKS[self.spec.input_mask](self.spec.height, self.spec.width)
+
+    def _run(self, batch: np.ndarray, output: str) -> np.ndarray:
+        return self.session.run([output], {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        out = self.session.run(None, {self.input_name: batch.astype(np.float32)})[0]
-        return out.astype(np.float64).reshape(-1)
+        return self._run(batch, "angles").astype(np.float64).reshape(-1)
 
     def predict_belief(self, batch: np.ndarray) -> AngleBelief:
-        return AngleBelief.without_confidence(self.predict(batch))  # the exported graph gives angles only
+        if self.raw_output is None or not has_distribution(self.head):
+            return AngleBelief.without_confidence(self.predict(batch))
+        if batch.shape[-1] == batch.shape[-2]:
+            views = np.concatenate([np.rot90(batch, k, axes=(2, 3)) for k in range(VIEWS)])
+            raw_views = torch.from_numpy(self._run(views, self.raw_output))
+        else:  # as the torch runtime: the one view stands for all four
+            raw_views = torch.from_numpy(self._run(batch, self.raw_output)).repeat(VIEWS, 1)
+        return belief_of_views(self.head, self.input_mask, torch.from_numpy(batch), raw_views,
+                               self.temperature)
 
 
 def load_predictor(path: str | Path, runtime: str = "torch", tta: bool = False) -> Predictor:
@@ -114,7 +132,8 @@ def temperature_of(info: dict) -> float:
 
 
 def export_onnx(path: str | Path) -> Path:
-    """Write model.onnx (images in, angles out, dynamic batch) beside a run's checkpoint."""
+    """Write model.onnx beside a run's checkpoint: images in; angles and the head's raw
+    output out (the raw output gives the ONNX runtime its confidence); dynamic batch."""
     folder = checkpoint.model_folder(path)
     model, _ = checkpoint.load(folder)
     spec = model.spec
@@ -128,8 +147,9 @@ def export_onnx(path: str | Path) -> Path:
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the mask is fixed
             torch.onnx.export(wrapper, (example,), str(tmp), input_names=["images"],
-                              output_names=["angles"],
-                              dynamic_axes={"images": {0: "batch"}, "angles": {0: "batch"}},
+                              output_names=["angles", "raw"],
+                              dynamic_axes={"images": {0: "batch"}, "angles": {0: "batch"},
+                                            "raw": {0: "batch"}},
                               dynamo=False, opset_version=17)
 
     fileio.write_with(target, write)

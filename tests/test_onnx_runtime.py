@@ -1,0 +1,71 @@
+"""The ONNX runtime gives the same beliefs as torch: angle, confidence, runner-up."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from upright.data.samples import load_samples
+from upright.geometry import rotate_batch
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def exported_mnist(tmp_path_factory):
+    from upright.predictors import export_onnx
+    from upright.shipped import shipped_model
+
+    folder = tmp_path_factory.mktemp("mnist")
+    for name in ("model.json", "model.safetensors"):
+        shutil.copy(shipped_model("mnist") / name, folder / name)
+    export_onnx(folder)
+    return folder
+
+
+def _digits_blank_and_noise() -> np.ndarray:
+    samples = load_samples("mnist")
+    keep = ~np.isin(samples.groups, [0, 1, 6, 8])
+    digits = torch.from_numpy(samples.images[keep][:96]).float()[:, None] / 255
+    angles = torch.linspace(-175, 175, len(digits))
+    turned = rotate_batch(digits, angles)
+    rng = np.random.default_rng(0)
+    blank = np.full((4, 1, 28, 28), 0.3, np.float32)
+    noise = rng.random((8, 1, 28, 28), dtype=np.float32)
+    return np.concatenate([turned.numpy(), blank, noise]).astype(np.float32)
+
+
+def test_onnx_beliefs_equal_torchs_on_digits_blank_and_noise(exported_mnist):
+    from upright.predictors import load_predictor
+
+    x = _digits_blank_and_noise()
+    on_torch = load_predictor(exported_mnist, "torch").predict_belief(x)
+    on_onnx = load_predictor(exported_mnist, "onnx").predict_belief(x)
+    turn = np.abs((on_torch.angle - on_onnx.angle + 180) % 360 - 180)
+    assert turn.max() < 0.01
+    np.testing.assert_allclose(on_onnx.confidence, on_torch.confidence, atol=1e-4)
+    np.testing.assert_array_equal(np.isnan(on_onnx.second_angle), np.isnan(on_torch.second_angle))
+    np.testing.assert_allclose(on_onnx.second_mass, on_torch.second_mass, atol=1e-4)
+    # The beliefs say something: most digits sure, blank pages at 0, noise unsure.
+    assert np.mean(on_onnx.confidence[:96] > 0.5) > 0.6
+    assert np.all(on_onnx.confidence[96:100] == 0.0)
+    assert np.all(on_onnx.confidence[100:] < 0.5)
+
+
+def test_an_export_with_angles_only_still_predicts_without_a_confidence(exported_mnist, tmp_path):
+    """model.onnx files written before the raw output: angles, and no invented confidence."""
+    import onnx
+
+    from upright.predictors import load_predictor
+
+    for name in ("model.json", "model.safetensors"):
+        shutil.copy(exported_mnist / name, tmp_path / name)
+    graph = onnx.load(str(exported_mnist / "model.onnx"))
+    raw = [o for o in graph.graph.output if o.name == "raw"]
+    graph.graph.output.remove(raw[0])
+    onnx.save(graph, str(tmp_path / "model.onnx"))
+    x = _digits_blank_and_noise()
+    old = load_predictor(tmp_path, "onnx").predict_belief(x)
+    assert np.isnan(old.confidence).all()
+    np.testing.assert_allclose(old.angle, load_predictor(exported_mnist, "onnx").predict(x), atol=1e-6)

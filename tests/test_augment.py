@@ -194,6 +194,27 @@ def test_gaussian_blur_spreads_a_dot_by_its_own_sigma_and_keeps_its_mass():
         assert spread == pytest.approx(sigma, rel=0.05)
 
 
+def test_gaussian_blur_is_a_replicate_padded_2d_convolution_per_image_and_channel():
+    """The shifted-view filter gives what one 2-D convolution per image gives, at the
+    image's edges too (replicate padding), on colour images."""
+    import torch.nn.functional as F
+
+    from upright.augment import gaussian_blur
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 2, 9, 12)
+    sigmas = torch.tensor([0.5, 1.0, 1.3])
+    radius = 4  # ceil(3 * 1.3)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    for i, sigma in enumerate(sigmas):
+        k = torch.exp(-0.5 * (t / sigma) ** 2)
+        k = k / k.sum()
+        kernel = (k[:, None] * k[None, :]).expand(2, 1, -1, -1)
+        padded = F.pad(x[i:i + 1], (radius,) * 4, mode="replicate")
+        torch.testing.assert_close(gaussian_blur(x, sigmas)[i:i + 1], F.conv2d(padded, kernel, groups=2),
+                                   atol=1e-6, rtol=0)
+
+
 def test_blur_jitter_blurs_about_half_the_batch_and_rejects_silly_sigmas():
     from upright.augment import Augmentation, jitter_blur
 

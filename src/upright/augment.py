@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from upright.geometry import CUBIC_A_RANGE, PROTOCOL_CENTRE, rotate_batch
+from upright.geometry import CUBIC_A_RANGE, PROTOCOL_CENTRE, rotate_batch, rotation_theta
 
 
 def draw_pose(n: int, max_shift: float, scale_range: tuple[float, float] | list[float],
@@ -36,17 +36,21 @@ def rotate_mixed(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0
     """``rotate_batch`` with the batch split into equal consecutive parts, one per resampler;
     "cubic" draws Keys' parameter per image uniformly from ``cubic_a_range``. ``scale`` and
     ``shift`` (per image, or None) move the content before it is turned."""
-    def rotate_part(idx: torch.Tensor | None, mode: str) -> torch.Tensor:
-        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
-            return t if t is None or idx is None else t[idx]
+    # The maps are found once for the whole batch: their per-call cost was most of the
+    # rotation time of a small batch split four ways.
+    theta = rotation_theta(angles_deg.to(images.device), images.shape[-2], images.shape[-1], centre,
+                           scale, shift)
 
-        part, angles = pick(images), pick(angles_deg)
+    def rotate_part(idx: torch.Tensor | None, mode: str) -> torch.Tensor:
+        def pick(t: torch.Tensor) -> torch.Tensor:
+            return t if idx is None else t[idx]
+
+        part = pick(images)
         a = -0.75
         if mode == "cubic":
             low, high = cubic_a_range
             a = low + (high - low) * torch.rand(len(part), device=part.device, dtype=part.dtype)
-        return rotate_batch(part, angles, fill, mode, cubic_a=a, centre=centre, scale=pick(scale),
-                            shift=pick(shift))
+        return rotate_batch(part, pick(angles_deg), fill, mode, cubic_a=a, centre=centre, theta=pick(theta))
 
     if len(modes) == 1:  # no split, no copies
         return rotate_part(None, modes[0])
@@ -81,10 +85,9 @@ def jitter_sharpness(images: torch.Tensor, strength: float) -> torch.Tensor:
     nuisance the model has to ignore rather than a cue it can read."""
     if strength <= 0:
         return images
-    n, c = images.shape[:2]
-    k1 = torch.tensor([0.25, 0.5, 0.25], dtype=images.dtype, device=images.device)
-    kernel = (k1[:, None] * k1[None, :]).expand(c, 1, 3, 3)
-    blurred = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=c)
+    n = len(images)
+    blurred = _separable(images, torch.tensor([[0.25, 0.5, 0.25]], dtype=images.dtype,
+                                              device=images.device).expand(n, 3))
     s = (torch.rand(n, 1, 1, 1, dtype=images.dtype, device=images.device) * 2 - 1) * strength
     return (images + s * (images - blurred)).clamp(0.0, 1.0)
 
@@ -92,19 +95,23 @@ def jitter_sharpness(images: torch.Tensor, strength: float) -> torch.Tensor:
 def gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     """Each image blurred by its own Gaussian of standard deviation ``sigmas[i]`` pixels
     (0 leaves it as it is), separable, replicate-padded."""
-    n, c, h, w = images.shape
     radius = max(1, int(math.ceil(3 * float(sigmas.max()))))
     offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
     safe = sigmas.to(images.dtype).clamp_min(1e-3)[:, None]
     taps = torch.exp(-0.5 * (offsets[None, :] / safe) ** 2)
-    taps = taps / taps.sum(dim=1, keepdim=True)
-    taps = taps.repeat_interleave(c, dim=0)  # one kernel per (image, channel)
-    x = images.reshape(1, n * c, h, w)
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), taps[:, None, None, :],
-                 groups=n * c)
-    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), taps[:, None, :, None],
-                 groups=n * c)
-    return x.reshape(n, c, h, w)
+    return _separable(images, taps / taps.sum(dim=1, keepdim=True))
+
+
+def _separable(images: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Each image filtered by its own odd-length 1-D kernel ``taps[i]`` along x, then y,
+    replicate-padded. A weighted sum of shifted views: a convolution with one group per
+    image spent 0.4 ms on a batch of 64 digits in oneDNN's set-up."""
+    radius = taps.shape[1] // 2
+    taps = taps.to(images.dtype)
+    x = F.pad(images, (radius, radius, 0, 0), mode="replicate").unfold(3, 2 * radius + 1, 1)
+    x = torch.einsum("nchwk,nk->nchw", x, taps)  # a batched matrix product: 4x a multiply-sum
+    x = F.pad(x, (0, 0, radius, radius), mode="replicate").unfold(2, 2 * radius + 1, 1)
+    return torch.einsum("nchwk,nk->nchw", x, taps)
 
 
 def jitter_blur(images: torch.Tensor, max_sigma: float, fraction: float = 0.5) -> torch.Tensor:

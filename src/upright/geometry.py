@@ -78,7 +78,11 @@ def _grid_theta(forward: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """affine_grid's theta (output to input, normalised, align_corners=False) for forward
     pixel maps: pixel i of n sits at normalised (2i + 1) / n - 1."""
     linear, offset = forward[:, :, :2], forward[:, :, 2:]
-    inverse = torch.linalg.inv(linear)
+    # The 2x2 inverse in closed form: torch.linalg.inv's per-call cost was a tenth of a
+    # training step's rotation time.
+    a, b, c, d = linear[:, 0, 0], linear[:, 0, 1], linear[:, 1, 0], linear[:, 1, 1]
+    determinant = (a * d - b * c)[:, None, None]
+    inverse = torch.stack([torch.stack([d, -b], 1), torch.stack([-c, a], 1)], 1) / determinant
     inverse_offset = -inverse @ offset
     scale = torch.tensor([width / 2.0, height / 2.0], dtype=torch.float64)
     origin = torch.tensor([(width - 1) / 2.0, (height - 1) / 2.0], dtype=torch.float64)[:, None]
@@ -88,15 +92,16 @@ def _grid_theta(forward: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return torch.cat([theta_linear, theta_offset], dim=2)
 
 
-def rotation_grid(angles_deg: torch.Tensor, height: int, width: int, centre: str = PROTOCOL_CENTRE,
-                  scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
-                  out_height: int | None = None, out_width: int | None = None) -> torch.Tensor:
-    """grid_sample grid (N, H', W', 2) that rotates (N, C, H, W) images counter-clockwise by
-    ``angles_deg`` about the named centre (after ``scale`` and ``shift``, see
-    ``rotation_matrices``); H', W' default to H, W (larger: sub-pixel samples)."""
-    theta = _grid_theta(rotation_matrices(angles_deg, height, width, centre, scale, shift),
-                        height, width).to(torch.float32).to(angles_deg.device)
-    rows, cols = out_height or height, out_width or width
+def rotation_theta(angles_deg: torch.Tensor, height: int, width: int, centre: str = PROTOCOL_CENTRE,
+                   scale: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> torch.Tensor:
+    """The normalised output-to-input maps (N, 2, 3), float32 on the angles' device, that
+    ``rotation_grid`` samples along (see ``rotation_matrices`` for the arguments)."""
+    return _grid_theta(rotation_matrices(angles_deg, height, width, centre, scale, shift),
+                       height, width).to(torch.float32).to(angles_deg.device)
+
+
+def grid_of_theta(theta: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """grid_sample grid (N, rows, cols, 2) of normalised maps ``theta`` (N, 2, 3)."""
     # What F.affine_grid(theta, size, align_corners=False) gives, as two broadcast
     # multiply-adds: affine_grid's batched matrix product with an inner size of 3 took
     # most of a training step's rotation time on CPU.
@@ -106,6 +111,16 @@ def rotation_grid(angles_deg: torch.Tensor, height: int, width: int, centre: str
     x, y = x[None, None, :], y[None, :, None]
     return torch.stack([t[:, 0, 0] * x + t[:, 0, 1] * y + t[:, 0, 2],
                         t[:, 1, 0] * x + t[:, 1, 1] * y + t[:, 1, 2]], dim=-1)
+
+
+def rotation_grid(angles_deg: torch.Tensor, height: int, width: int, centre: str = PROTOCOL_CENTRE,
+                  scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
+                  out_height: int | None = None, out_width: int | None = None) -> torch.Tensor:
+    """grid_sample grid (N, H', W', 2) that rotates (N, C, H, W) images counter-clockwise by
+    ``angles_deg`` about the named centre (after ``scale`` and ``shift``, see
+    ``rotation_matrices``); H', W' default to H, W (larger: sub-pixel samples)."""
+    theta = rotation_theta(angles_deg, height, width, centre, scale, shift)
+    return grid_of_theta(theta, out_height or height, out_width or width)
 
 
 def _keys_weights(t: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -153,10 +168,12 @@ def cubic_sample(images: torch.Tensor, grid: torch.Tensor,
 def rotate_batch(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0.0,
                  mode: str = "bilinear", cubic_a: float | torch.Tensor = -0.75,
                  centre: str = PROTOCOL_CENTRE, scale: torch.Tensor | None = None,
-                 shift: torch.Tensor | None = None) -> torch.Tensor:
+                 shift: torch.Tensor | None = None, theta: torch.Tensor | None = None) -> torch.Tensor:
     """Rotate float images (N, C, H, W) in [0, 1] counter-clockwise by per-image angles in
     degrees about the named centre; ``mode`` is one of RESAMPLERS (``cubic_a``: Keys'
-    parameter for "cubic"); ``scale`` and ``shift`` (pixels) move the content first."""
+    parameter for "cubic"); ``scale`` and ``shift`` (pixels) move the content first.
+    ``theta``: the maps ``rotation_theta`` gives for these arguments, found beforehand
+    (a batch split between resamplers finds them once)."""
     if mode not in RESAMPLERS:
         raise ValueError(f"unknown resampler {mode!r}; choose from {', '.join(RESAMPLERS)}")
     if images.ndim != 4:
@@ -164,15 +181,16 @@ def rotate_batch(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0
     n, _, h, w = images.shape
     if len(angles_deg) != n:
         raise ValueError(f"{n} images but {len(angles_deg)} angles")
-    angles_deg = angles_deg.to(images.device)
-    grid = rotation_grid(angles_deg, h, w, centre, scale, shift).to(images.dtype)
+    if theta is None:
+        theta = rotation_theta(angles_deg.to(images.device), h, w, centre, scale, shift)
+    theta = theta.to(images.device, images.dtype)
+    grid = grid_of_theta(theta, h, w) if mode != "area" or fill != 0.0 else None
     if mode == "cubic":
         rotated = cubic_sample(images, grid, cubic_a)
     elif mode == "area":
         k = AREA_SUBSAMPLES  # a k-times finer grid has its points at the sub-pixel centres
-        fine = rotation_grid(angles_deg, h, w, centre, scale, shift, h * k, w * k).to(images.dtype)
-        rotated = F.avg_pool2d(F.grid_sample(images, fine, mode="bilinear", padding_mode="zeros",
-                                             align_corners=False), k)
+        rotated = F.avg_pool2d(F.grid_sample(images, grid_of_theta(theta, h * k, w * k), mode="bilinear",
+                                             padding_mode="zeros", align_corners=False), k)
     else:
         rotated = F.grid_sample(images, grid, mode=mode, padding_mode="zeros",
                                 align_corners=False)

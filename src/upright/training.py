@@ -55,6 +55,7 @@ class AngleModule(L.LightningModule):
         self.samples_seen = 0
         self.elapsed = 0.0  # training seconds, rank 0's clock on every rank (the LR schedule's)
         self._val_sums = torch.zeros(3, dtype=torch.float64)  # loss, error, count
+        self._train_sums: torch.Tensor | None = None  # the same, on the training device
 
     def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
         images, angles = batch[0], batch[1]  # (a training batch also says its sample positions)
@@ -80,16 +81,23 @@ class AngleModule(L.LightningModule):
         else:
             loss = self.model.head.loss(raw, angles)
         mae = circular_error(self.model.head.decode(raw.detach()), angles).mean()
+        n = len(angles)
         if stage == "val":  # summed here, shared over the ranks at the epoch's end
-            n = len(angles)
             self._val_sums += torch.tensor([float(loss) * n, float(mae) * n, n], dtype=torch.float64)
             return loss
-        # Averaged over the ranks once per epoch (sync_dist costs nothing per step here).
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=len(angles), sync_dist=True)
-        self.log(f"{stage}_mae", mae, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=len(angles), sync_dist=True)
+        # Summed on the device (no sync per step) and logged once per epoch: two self.log
+        # calls a step cost ~2 ms of Lightning's bookkeeping, 4% of a small batch's step.
+        sums = torch.stack([loss.detach() * n, mae.detach() * n, torch.full_like(mae, n)]).float()
+        self._train_sums = sums if self._train_sums is None else self._train_sums + sums
         return loss
+
+    def _log_means(self, stage: str, sums: torch.Tensor) -> None:
+        """The epoch's mean loss and error from per-rank sums: every item counts once,
+        whichever rank scored it - the value a single process gets, on every rank."""
+        loss, error, count = (distributed.total(float(v)) for v in sums)
+        if count:
+            self.log(f"{stage}_loss", loss / count, prog_bar=True, sync_dist=True)  # equal: a no-op
+            self.log(f"{stage}_mae", error / count, prog_bar=True, sync_dist=True)
 
     def on_train_start(self) -> None:
         self._started = time.perf_counter()
@@ -100,13 +108,14 @@ class AngleModule(L.LightningModule):
         self.elapsed = distributed.from_rank_zero(time.perf_counter() - self._started)
 
     def on_validation_epoch_end(self) -> None:
-        # Every validation item counts once, whichever rank scored it: the same value a
-        # single process gets, on every rank (early stopping and the best weights agree).
-        loss, error, count = (distributed.total(float(v)) for v in self._val_sums)
+        # The same on every rank: early stopping and the best weights agree.
+        self._log_means("val", self._val_sums)
         self._val_sums.zero_()
-        if count:
-            self.log("val_loss", loss / count, prog_bar=True, sync_dist=True)  # equal: a no-op
-            self.log("val_mae", error / count, prog_bar=True, sync_dist=True)
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_sums is not None:
+            self._log_means("train", self._train_sums)
+            self._train_sums = None
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")

@@ -69,3 +69,35 @@ def test_an_export_with_angles_only_still_predicts_without_a_confidence(exported
     old = load_predictor(tmp_path, "onnx").predict_belief(x)
     assert np.isnan(old.confidence).all()
     np.testing.assert_allclose(old.angle, load_predictor(exported_mnist, "onnx").predict(x), atol=1e-6)
+
+
+def test_correct_on_the_onnx_runtime_writes_the_same_confidences_and_actions(exported_mnist, tmp_path):
+    """Real PNG files through `upright correct --runtime onnx` and `--runtime torch`: the
+    same angles, confidences and actions in angles.csv (a blank page kept unsure)."""
+    import csv
+    from pathlib import Path
+
+    from PIL import Image
+
+    from upright.cli import main
+
+    x = _digits_blank_and_noise()
+    files = tmp_path / "in"
+    files.mkdir()
+    for i in (0, 30, 60, 96, 100):
+        Image.fromarray(np.round(x[i, 0] * 255).astype(np.uint8)).save(files / f"{i:03d}.png")
+    rows = {}
+    for runtime in ("torch", "onnx"):
+        out = tmp_path / runtime
+        assert main(["correct", str(files), "--model", str(exported_mnist), "--runtime", runtime,
+                     "-o", str(out), "--no-progress"]) == 0
+        with open(out / "angles.csv", newline="") as f:
+            rows[runtime] = {Path(r["file"]).name: r for r in csv.DictReader(f)}
+    assert rows["onnx"].keys() == rows["torch"].keys() and len(rows["onnx"]) == 5
+    for name, on_torch in rows["torch"].items():
+        on_onnx = rows["onnx"][name]
+        assert on_onnx["confidence"] != "" and on_onnx["action"] == on_torch["action"]
+        assert abs(float(on_onnx["confidence"]) - float(on_torch["confidence"])) <= 0.0011  # 3 places
+        assert abs((float(on_onnx["angle"]) - float(on_torch["angle"]) + 180) % 360 - 180) < 0.05
+    assert rows["onnx"]["096.png"]["action"] == "kept-unsure"
+    assert {r["action"] for r in rows["onnx"].values()} >= {"rotated", "kept-unsure"}

@@ -51,6 +51,34 @@ def test_a_shape_that_agrees_with_its_quarter_turns_is_confident_and_noise_is_no
     assert unsure.confidence[0] < 0.3
 
 
+def test_the_angle_is_the_peak_of_the_four_views_mean_distribution():
+    """Views that each place the up a little differently: the angle sits among them (the
+    mean distribution's peak), not at the first view's."""
+    from upright.confidence import four_view_angle
+
+    rows = [_logits([[(a, 12.0)]], sharpness=6.0)[k] for k, a in enumerate((20.0, 26.0, 24.0, 22.0))]
+    raw = torch.stack(rows)
+    assert float(HEAD.decode(raw[:1])[0]) == pytest.approx(20.0, abs=0.5)  # the first view
+    assert float(four_view_angle(HEAD, raw)[0]) == pytest.approx(23.0, abs=0.6)
+
+
+def test_an_input_that_cannot_turn_in_place_is_as_sure_as_its_one_view():
+    """A non-square input has no quarter-turn views: its one view stands for all four, and
+    a sharp distribution stays sharp (the turning back must not smear it over the quarters)."""
+    from upright.models.model import AngleModel, ModelSpec
+
+    for height, width, expected in ((28, 36, 1.0), (28, 28, 0.25)):
+        model = AngleModel(ModelSpec(backbone="compact", head="bins", height=height, width=width)).eval()
+        with torch.no_grad():  # the same sharp answer, 0 degrees, for every input
+            model.head.linear.weight.zero_()
+            model.head.linear.bias.copy_(torch.where(torch.arange(360) == 180, 20.0, -20.0))
+        result = model.predict_belief(torch.rand(3, 1, height, width))
+        # Square: the quarter turns all answer 0 too, so the image has no up of its own
+        # (four equal modes, a quarter of the mass each).
+        np.testing.assert_allclose(result.confidence, expected, atol=1e-3)
+    np.testing.assert_allclose(result.angle % 90, 0.5, atol=1e-3)
+
+
 def test_a_symmetric_shape_reports_its_runner_up_180_degrees_away():
     raw = _logits([[(30.0, 12.0), (-150.0, 11.5)]])
     b = belief(HEAD, raw, torch.tensor([30.0]))

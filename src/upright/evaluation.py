@@ -62,14 +62,15 @@ def belief_set(model: AngleModel, rotated: RotatedSet, batch_size: int = 2048, f
 def raw_views_set(model: AngleModel, rotated: RotatedSet, batch_size: int = 2048,
                   fill: float = 0.0, prerotated: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The head's raw outputs on every item's four quarter-turn views (4, N, bins), and the
-    decoded angles of the items as given (what calibration fits a temperature to)."""
-    from upright.confidence import VIEWS
+    items' angles as a belief gives them (``four_view_angle``: what calibration fits a
+    temperature to)."""
+    from upright.confidence import VIEWS, four_view_angle
 
     views, angles = [], []
     for x in _batches_of(model, rotated, batch_size, fill, None, prerotated):
         raw = model.quarter_turn_raw(x).float().cpu().view(VIEWS, len(x), -1)
         views.append(raw)
-        angles.append(model.head.decode(raw[0]))
+        angles.append(four_view_angle(model.head, raw.reshape(-1, raw.shape[-1])))
     if not views:
         return torch.empty(VIEWS, 0, model.head.out_features), torch.empty(0)
     return distributed.gather(torch.cat(views, dim=1), axis=1), distributed.gather(torch.cat(angles))

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from upright import checkpoint, fileio
-from upright.confidence import VIEWS, AngleBelief, has_distribution
+from upright.confidence import VIEWS, AngleBelief, has_distribution, one_view_as_four
 from upright.errors import UserError
 from upright.models.heads import HEADS
 from upright.models.model import INPUT_MASKS, AngleModel, ModelSpec, belief_of_views, for_inference
@@ -105,7 +105,8 @@ class OnnxPredictor:
             views = np.concatenate([np.rot90(batch, k, axes=(2, 3)) for k in range(VIEWS)])
             raw_views = torch.from_numpy(self._run(views, self.raw_output))
         else:  # as the torch runtime: the one view stands for all four
-            raw_views = torch.from_numpy(self._run(batch, self.raw_output)).repeat(VIEWS, 1)
+            raw_views = one_view_as_four(torch.from_numpy(self._run(batch, self.raw_output)),
+                                         self.head.centres.numel())
         return belief_of_views(self.head, self.input_mask, torch.from_numpy(batch), raw_views,
                                self.temperature)
 

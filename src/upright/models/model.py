@@ -158,10 +158,14 @@ class AngleModel(nn.Module):
         if not has_distribution(self.head):
             return belief_of_views(self.head, self.input_mask, images, None, temperature,
                                    self.predict_angles(images, tta=tta))
+        from upright.confidence import one_view_as_four
+
         square = images.shape[-1] == images.shape[-2]
-        raw_views = self.quarter_turn_raw(images) if square else self(images).repeat(4, 1)
-        angle = self.predict_angles(images, tta=True) if tta else None
-        return belief_of_views(self.head, self.input_mask, images, raw_views, temperature, angle)
+        raw_views = (self.quarter_turn_raw(images) if square
+                     else one_view_as_four(self(images), self.head.centres.numel()))
+        # The angle comes from the four views' mean distribution: test-time augmentation
+        # already, so ``tta`` has nothing to add here.
+        return belief_of_views(self.head, self.input_mask, images, raw_views, temperature)
 
     def blank(self, images: torch.Tensor) -> torch.Tensor:
         return blank_images(images, self.input_mask)
@@ -195,12 +199,12 @@ def belief_of_views(head: AngleHead, input_mask: torch.Tensor, images: torch.Ten
                     angle: torch.Tensor | None = None):
     """The belief (upright.confidence) from the head's raw outputs on the four quarter-turn
     views of ``images`` (the first N rows are the images themselves), whichever runtime
-    computed them; ``angle`` defaults to the decoded first view. Blank images get
-    confidence 0."""
-    from upright.confidence import belief
+    computed them; ``angle`` defaults to the four views' (``four_view_angle``). Blank
+    images get confidence 0."""
+    from upright.confidence import belief, four_view_angle
 
     if angle is None:
-        angle = head.decode(raw_views[: len(images)])
+        angle = four_view_angle(head, raw_views)
     result = belief(head, raw_views, angle, temperature)
     if not np.isnan(result.confidence).all():
         result.confidence[blank_images(images, input_mask).numpy()] = 0.0

@@ -33,3 +33,21 @@ def test_bf16_and_fp32_predictions_agree():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bf16 = model.predict_angles(x)
     assert circular_difference(bf16.float(), fp32).abs().median().item() < 1.0
+
+
+def test_tta_of_a_distribution_head_is_the_angle_its_beliefs_report():
+    """--tta on a model with a distribution: the peak of its four quarter-turn views' mean
+    distribution, the same angle every belief reports, and a turned image's answer turns."""
+    from upright import checkpoint
+    from upright.data.samples import load_samples
+    from upright.models.model import for_inference
+    from upright.shipped import shipped_model
+
+    model = for_inference(checkpoint.load(shipped_model("mnist"))[0])
+    samples = load_samples("mnist")
+    digits = torch.from_numpy(samples.images[np.isin(samples.groups, [2, 3, 4, 5, 7, 9])][:32])
+    x = rotate_batch(digits.float()[:, None] / 255, torch.linspace(-150, 150, 32))
+    tta = model.predict_angles(x, tta=True)
+    np.testing.assert_allclose(tta.numpy(), model.predict_belief(x, 0.5).angle, atol=1e-4)
+    turned = model.predict_angles(torch.rot90(x, 1, dims=(2, 3)), tta=True)
+    assert circular_difference(turned - 90.0, tta).abs().max().item() < 1e-3

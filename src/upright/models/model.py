@@ -163,8 +163,7 @@ class AngleModel(nn.Module):
         square = images.shape[-1] == images.shape[-2]
         raw_views = (self.quarter_turn_raw(images) if square
                      else one_view_as_four(self(images), self.head.centres.numel()))
-        # The angle comes from the four views' mean distribution: test-time augmentation
-        # already, so ``tta`` has nothing to add here.
+        # The angle comes from the four views' mean distribution: what ``tta`` asks for.
         return belief_of_views(self.head, self.input_mask, images, raw_views, temperature)
 
     def blank(self, images: torch.Tensor) -> torch.Tensor:
@@ -174,13 +173,19 @@ class AngleModel(nn.Module):
     def predict_angles(self, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
         """Angles in degrees, [-180, 180), for float images in [0, 1].
 
-        ``tta``: also predict on the exact quarter turns of each (square) image, subtract
-        each turn, and average the four estimates as unit vectors.
+        ``tta``: also predict on the exact quarter turns of each (square) image: a head with
+        a distribution takes the peak of the four distributions turned back and averaged
+        (what its beliefs report); others subtract each turn and average the four estimates
+        as unit vectors.
         """
         if not tta:
             return self.head.decode(self(images))
         if images.shape[-1] != images.shape[-2]:
             raise ValueError("test-time augmentation needs square inputs")
+        from upright.confidence import four_view_angle, has_distribution
+
+        if has_distribution(self.head):
+            return four_view_angle(self.head, self.quarter_turn_raw(images))
         turned = torch.cat([torch.rot90(images, k, dims=(2, 3)) for k in range(4)])
         angles = self.head.decode(self(turned)).view(4, -1)
         turns = 90.0 * torch.arange(4, dtype=angles.dtype, device=angles.device)[:, None]

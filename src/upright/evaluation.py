@@ -146,7 +146,10 @@ def robustness_metrics(model: AngleModel, items: RotatedSet, seed: int, batch_si
         return belief_set(model, made, batch_size, temperature=temperature, prerotated=True)
 
     suite = robustness.score(predict, items, seed, progress=progress)
-    suite["protocol"] = summarise(predict_set(model, items, batch_size, fill), items.angles)
+    # Predicted as the variants are: a calibrated head's beliefs (the four views' angle).
+    protocol = (predict_set(model, items, batch_size, fill) if temperature is None
+                else belief_set(model, items, batch_size, fill, temperature).angle)
+    suite["protocol"] = summarise(protocol, items.angles)
     return suite
 
 

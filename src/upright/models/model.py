@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from upright.angles import circular_mean
+from upright.confidence import AngleBelief
 from upright.models.backbones import BACKBONES
 from upright.models.heads import HEADS, AngleHead
 from upright.prepare import LEVELS
@@ -149,17 +150,16 @@ class AngleModel(nn.Module):
         return self.head(self.features(images))
 
     @torch.no_grad()
-    def predict_belief(self, images: torch.Tensor, temperature: float = 1.0, tta: bool = False):
+    def predict_belief(self, images: torch.Tensor, temperature: float = 1.0,
+                       tta: bool = False) -> AngleBelief:
         """Angles with their calibrated confidence and runner-up (upright.confidence); an
         image with no content (flat after the levels rule) gets confidence 0: there is no
         up to find."""
-        from upright.confidence import has_distribution
+        from upright.confidence import has_distribution, one_view_as_four
 
         if not has_distribution(self.head):
             return belief_of_views(self.head, self.input_mask, images, None, temperature,
                                    self.predict_angles(images, tta=tta))
-        from upright.confidence import one_view_as_four
-
         square = images.shape[-1] == images.shape[-2]
         raw_views = (self.quarter_turn_raw(images) if square
                      else one_view_as_four(self(images), self.head.centres.numel()))
@@ -201,7 +201,7 @@ def blank_images(images: torch.Tensor, input_mask: torch.Tensor) -> torch.Tensor
 
 def belief_of_views(head: AngleHead, input_mask: torch.Tensor, images: torch.Tensor,
                     raw_views: torch.Tensor | None, temperature: float,
-                    angle: torch.Tensor | None = None):
+                    angle: torch.Tensor | None = None) -> AngleBelief:
     """The belief (upright.confidence) from the head's raw outputs on the four quarter-turn
     views of ``images`` (the first N rows are the images themselves), whichever runtime
     computed them; ``angle`` defaults to the four views' (``four_view_angle``). Blank

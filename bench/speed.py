@@ -177,7 +177,11 @@ def compute_floor(seconds: float) -> dict:
     angles = torch.randint(-180, 180, (batch,)).float()
     ready = augmentation(config)(to_float_images(images), angles, config.fill)
     bare_model = AngleModel(config.model).train()
-    optimiser = torch.optim.Adam(bare_model.parameters(), config.lr)
+    try:  # the optimiser training uses (fused where it can be)
+        from upright.training import make_optimizer
+        optimiser = make_optimizer(bare_model.parameters(), config)
+    except ImportError:  # a version from before it (timing an older tree)
+        optimiser = torch.optim.Adam(bare_model.parameters(), config.lr, eps=config.adam_eps)
 
     def step() -> None:
         loss = bare_model.head.loss(bare_model(ready), angles)

@@ -277,3 +277,31 @@ def test_the_steady_clock_leaves_out_the_first_step_and_validation_between_steps
     at(17.0, lambda: clock.on_validation_start(None, None))
     at(60.0, lambda: clock.on_validation_end(None, None))                   # after the last step
     assert clock.images_per_second() == 20 / 2.0  # 20 images in 12 s less 10 s of validation
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_the_optimiser_is_fused_where_torch_can_and_steps_as_the_plain_one(weight_decay):
+    from upright.models.model import AngleModel, ModelSpec
+    from upright.recipes import make_config
+    from upright.training import make_optimizer
+
+    config = make_config("mnist-robust", {"weight_decay": weight_decay})
+    models = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        model = AngleModel(ModelSpec(backbone="compact", head="bins"))
+        optimiser = (make_optimizer(model.parameters(), config) if fused else
+                     (torch.optim.AdamW if weight_decay else torch.optim.Adam)(
+                         model.parameters(), lr=config.lr, eps=config.adam_eps,
+                         **({"weight_decay": weight_decay} if weight_decay else {})))
+        if fused:
+            assert optimiser.defaults.get("fused") is True  # torch >= 2.4 has it on CPU
+            assert isinstance(optimiser, torch.optim.AdamW) == bool(weight_decay)
+        torch.manual_seed(1)
+        for _ in range(3):
+            for p in model.parameters():
+                p.grad = torch.randn_like(p)
+            optimiser.step()
+        models.append(model)
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)

@@ -17,10 +17,10 @@ def exported_mnist(tmp_path_factory):
     from upright.predictors import export_onnx
     from upright.shipped import shipped_model
 
-    folder = tmp_path_factory.mktemp("mnist")
-    for name in ("model.json", "model.safetensors"):
-        shutil.copy(shipped_model("mnist") / name, folder / name)
-    export_onnx(folder)
+    folder = tmp_path_factory.mktemp("mnist") / "exported"
+    assert export_onnx("mnist", folder) == folder / "model.onnx"
+    for name in ("model.json", "model.safetensors"):  # a model folder of its own
+        assert (folder / name).read_bytes() == (shipped_model("mnist") / name).read_bytes()
     return folder
 
 
@@ -101,3 +101,25 @@ def test_correct_on_the_onnx_runtime_writes_the_same_confidences_and_actions(exp
         assert abs((float(on_onnx["angle"]) - float(on_torch["angle"]) + 180) % 360 - 180) < 0.05
     assert rows["onnx"]["096.png"]["action"] == "kept-unsure"
     assert {r["action"] for r in rows["onnx"].values()} >= {"rotated", "kept-unsure"}
+
+
+def test_a_shipped_model_is_exported_into_a_folder_of_its_own_never_into_the_package(tmp_path, capsys):
+    from upright.cli import main
+    from upright.shipped import shipped_model
+
+    package = shipped_model("faces")
+    before = sorted(p.name for p in package.iterdir())
+    assert main(["export", "faces", "--format", "onnx"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--output" in err[0]
+    assert sorted(p.name for p in package.iterdir()) == before  # nothing written there
+    # A folder that holds another model's files is not overwritten.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.json").write_text("{}")
+    assert main(["export", "faces", "--format", "onnx", "-o", str(other)]) == 2
+    assert (other / "model.json").read_text() == "{}" and not (other / "model.onnx").exists()
+    # An empty one gets a working model folder.
+    out = tmp_path / "faces-onnx"
+    assert main(["export", "faces", "--format", "onnx", "-o", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"model.json", "model.safetensors", "model.onnx"}

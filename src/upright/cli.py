@@ -298,7 +298,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from upright.predictors import export_onnx
 
-    path = export_onnx(args.run)
+    path = export_onnx(args.run, args.output)
     print(f"wrote {path} (config: {path.parent / 'model.json'})")
     return 0
 
@@ -417,9 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images worked on at once (default 2)")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("export", help="export a run's model (ONNX) beside its checkpoint")
-    p.add_argument("run", type=Path)
+    p = sub.add_parser("export", help="export a model (ONNX) beside its checkpoint, or into --output")
+    p.add_argument("run", type=Path, help="a run or model folder, or a shipped model's name")
     p.add_argument("--format", default="onnx", choices=["onnx"])
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="a folder to export into, with a copy of the model's config and weights "
+                        "(needed for a shipped model)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="turn sample test images shipped with upright, correct them with the "

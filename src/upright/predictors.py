@@ -132,11 +132,20 @@ def temperature_of(info: dict) -> float:
     return float(value) if isinstance(value, (int, float)) and 0.01 <= value <= 100 else 1.0
 
 
-def export_onnx(path: str | Path) -> Path:
-    """Write model.onnx beside a run's checkpoint: images in; angles and the head's raw
-    output out (the raw output gives the ONNX runtime its confidence); dynamic batch."""
+def export_onnx(path: str | Path, output: str | Path | None = None) -> Path:
+    """Write model.onnx beside a model's checkpoint, or into ``output`` with a copy of the
+    model's two files (a model folder of its own, for either runtime): images in; angles and
+    the head's raw output out (the raw output gives the ONNX runtime its confidence);
+    dynamic batch. A shipped model is exported only into an ``output`` folder: never into
+    the installed package."""
+    from upright.shipped import SHIPPED_MODELS
+
     folder = checkpoint.model_folder(path)
     model, _ = checkpoint.load(folder)
+    if output is None and folder.resolve() in {f.resolve() for f in SHIPPED_MODELS.values()}:
+        raise UserError(f"{path}: a shipped model; export it into a folder of its own with --output DIR")
+    if output is not None:
+        folder = _model_copy(folder, Path(output))
     spec = model.spec
     wrapper = AnglePredictor(model).eval()
     example = torch.rand(2, spec.channels, spec.height, spec.width)
@@ -155,3 +164,21 @@ def export_onnx(path: str | Path) -> Path:
 
     fileio.write_with(target, write)
     return target
+
+
+def _model_copy(folder: Path, output: Path) -> Path:
+    """``output`` holding the model's config and weights (copied, unless it holds these very
+    files already); another model's files there are an error, not overwritten."""
+    import shutil
+
+    if output.exists() and not output.is_dir():
+        raise UserError(f"{output}: not a folder")
+    output.mkdir(parents=True, exist_ok=True)
+    for name in (checkpoint.CONFIG_FILE, checkpoint.WEIGHTS_FILE):
+        source, copy = folder / name, output / name
+        if copy.exists():
+            if copy.read_bytes() != source.read_bytes():
+                raise UserError(f"{copy}: another model's file is there; choose an empty --output folder")
+            continue
+        fileio.write_with(copy, lambda tmp, source=source: shutil.copyfile(source, tmp), overwrite=False)
+    return output

@@ -72,6 +72,9 @@ def main() -> None:
              "stopped_by": metrics["training"]["stopped_by"]}
     Path(args.trace).mkdir(parents=True, exist_ok=True)
     (Path(args.trace) / f"rank{rank}.json").write_text(json.dumps(trace))
+    from upright.distributed import shut_down
+
+    shut_down()  # as the upright command does: no process group left to the teardown
 
 
 if __name__ == "__main__":

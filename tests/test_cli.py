@@ -45,3 +45,15 @@ def test_a_user_error_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "no-such-run")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("upright: error: ") and "no-such-run" in err and "\n" not in err
+
+
+def test_the_command_leaves_its_process_group_before_the_interpreter_exits(tmp_path):
+    """A process group left to the interpreter's teardown aborted a finished rank once."""
+    import torch.distributed as dist
+
+    from upright.cli import main
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    assert main(["export", str(tmp_path / "no-such-model")]) == 2
+    assert not dist.is_initialized()

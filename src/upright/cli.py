@@ -462,6 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("upright: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if "torch.distributed" in sys.modules:  # nothing to leave where torch never loaded
+            from upright.distributed import shut_down
+
+            shut_down()
 
 
 if __name__ == "__main__":

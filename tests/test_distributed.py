@@ -144,4 +144,3 @@ def test_the_train_command_as_the_readme_gives_it_runs_ddp_and_only_rank_zero_sp
     outputs = _run_together(commands)
     assert sum(out.count("run folder:") for out in outputs) == 1  # the summary once, from rank 0
     assert json.loads((run / "metrics.json").read_text())["training"]["world_size"] == 2
-

@@ -27,7 +27,6 @@ from upright.experiments import prepare_data, saved_model_protocol, validation_s
 from upright.geometry import rotate_batch
 from upright.models.model import for_inference
 from upright.predictors import export_onnx
-from upright.shipped import shipped_model
 
 BATCH = 1024
 
@@ -51,8 +50,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp())
     folder = work / "mnist"
-    shutil.copytree(shipped_model("mnist"), folder)
-    fp32 = export_onnx(folder)
+    fp32 = export_onnx("mnist", folder)
     model, info = checkpoint.load(folder)
     config = saved_model_protocol(info)
     _, splits = prepare_data(config)

@@ -136,7 +136,7 @@ def shipped_inference(seconds: float, items: int = 8192) -> dict:
 
 def _onnx_predictor(folder):
     """The model exported to ONNX in a scratch folder, on ONNX Runtime (None without it, or
-    where this version of upright exports no confidence)."""
+    for a version of upright from before the export gave a confidence)."""
     import shutil
     import tempfile
     from pathlib import Path
@@ -147,13 +147,14 @@ def _onnx_predictor(folder):
         from upright.predictors import OnnxPredictor, export_onnx
     except ImportError:
         return None
-    scratch = Path(tempfile.mkdtemp())
-    for name in ("model.json", "model.safetensors"):
-        shutil.copy(folder / name, scratch / name)
-    export_onnx(scratch)
+    scratch = Path(tempfile.mkdtemp()) / "model"
+    try:
+        export_onnx(folder, scratch)  # a copy of the model with its model.onnx
+    except TypeError:  # a version whose export writes beside the checkpoint only
+        return None
     predictor = OnnxPredictor(scratch)
-    shutil.rmtree(scratch)
-    return predictor if getattr(predictor, "raw_output", None) else None
+    shutil.rmtree(scratch.parent)
+    return predictor
 
 
 def compute_floor(seconds: float) -> dict:

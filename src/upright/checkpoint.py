@@ -97,7 +97,7 @@ def check_spec(data: Any) -> ModelSpec:
     channels = _positive_int(data.get("channels", 1), "channels", MAX_CHANNELS)
     _positive_int(data.get("height", 28), "height", MAX_INPUT_SIDE)
     _positive_int(data.get("width", 28), "width", MAX_INPUT_SIDE)
-    for key in ("backbone", "head", "input_mask", "aspect", "levels"):
+    for key in ("backbone", "head", "input_mask", "aspect", "levels", "framing"):
         if key in data and not isinstance(data[key], str):
             raise ValueError(f"{key} must be a name, got {data[key]!r}")
     for key in ("mean", "std"):

@@ -14,6 +14,7 @@ from torch import nn
 from upright.angles import circular_mean
 from upright.confidence import AngleBelief
 from upright.models.backbones import BACKBONES
+from upright.models.framing import FRAMINGS
 from upright.models.heads import HEADS, AngleHead
 from upright.prepare import LEVELS
 from upright.settings import setting
@@ -78,6 +79,9 @@ class ModelSpec:
                                "polarity (negatives inverted) or autocontrast (and stretched)")
     input_blur: float = setting(0.0, section="model", low=0.0, high=5.0, metavar="SIGMA",
                                 help="fixed Gaussian blur after the levels, in every path (pixels)")
+    framing: str = setting("none", section="model", choices=sorted(FRAMINGS),
+                           help="after the levels, in every path: none, or moments (the ink's "
+                                "centre of mass centred and its radius scaled to a fixed size)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,6 +116,9 @@ class AngleModel(nn.Module):
         if spec.levels not in LEVELS:
             raise ValueError(f"unknown levels {spec.levels!r}; known: {', '.join(LEVELS)}")
         self.levels = LEVELS[spec.levels]
+        if spec.framing not in FRAMINGS:
+            raise ValueError(f"unknown framing {spec.framing!r}; known: {', '.join(FRAMINGS)}")
+        self.framing = FRAMINGS[spec.framing]
         if not 0.0 <= spec.input_blur <= 5.0:
             raise ValueError(f"input_blur must be a sigma in [0, 5] pixels, got {spec.input_blur}")
         self.register_buffer("blur_kernel", gaussian_kernel(spec.input_blur, spec.channels),
@@ -120,8 +127,11 @@ class AngleModel(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def masked(self, images: torch.Tensor) -> torch.Tensor:
-        """The images as the backbone sees them: levels normalised, black outside the mask."""
+        """The images as the backbone sees them: levels normalised, framed, black outside
+        the mask."""
         x = self.levels(images, self.input_mask) * self.input_mask
+        if self.spec.framing != "none":  # (the mask again: a framed image may spill past it)
+            x = self.framing(x) * self.input_mask
         if self.spec.input_blur > 0:
             pad = self.blur_kernel.shape[-1] // 2
             x = F.conv2d(F.pad(x, (pad, pad, pad, pad)), self.blur_kernel, groups=x.shape[1])

@@ -89,8 +89,11 @@ def card(run: Path, name: str, accuracy: dict | None = None, limitations: str = 
         f"# Shipped model `{name}`",
         "",
         f"Backbone `{spec['backbone']}`, head `{spec['head']}`, input {spec['channels']}x"
-        f"{spec['height']}x{spec['width']} (pixels / 255, then (x - {spec['mean']}) / {spec['std']}); "
-        f"input mask `{spec.get('input_mask', 'none')}`"
+        f"{spec['height']}x{spec['width']} (pixels / 255, levels `{spec.get('levels', 'raw')}`, framing "
+        f"`{spec.get('framing', 'none')}`"
+        + (" (content off centre, too small or too large is moved and scaled into the band training covers)"
+           if spec.get("framing") == "moments" else "")
+        + f", then (x - {spec['mean']}) / {spec['std']}); input mask `{spec.get('input_mask', 'none')}`"
         + (" (black outside the inscribed circle, so the corners a rotation leaves say nothing)."
            if spec.get("input_mask") == "circle" else "."),
         "",

@@ -80,8 +80,9 @@ class ModelSpec:
     input_blur: float = setting(0.0, section="model", low=0.0, high=5.0, metavar="SIGMA",
                                 help="fixed Gaussian blur after the levels, in every path (pixels)")
     framing: str = setting("none", section="model", choices=sorted(FRAMINGS),
-                           help="after the levels, in every path: none, or moments (the ink's "
-                                "centre of mass centred and its radius scaled to a fixed size)")
+                           help="after the levels, in every path: none, or moments (ink off "
+                                "centre, too small or too large moved and scaled into the band "
+                                "training covers; the rest untouched)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

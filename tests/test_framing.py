@@ -83,6 +83,17 @@ def test_digits_as_mnist_frames_them_pass_through_untouched():
 
 
 @needs_mnist
+def test_in_a_mixed_batch_each_image_is_framed_as_it_would_be_alone():
+    x = autocontrast(_mnist_digits(6), torch.ones(1, 1, 28, 28))
+    moved = _half_size_in_a_corner(x)
+    mixed = torch.stack([t for pair in zip(x, moved, strict=True) for t in pair])
+    framed = frame_by_moments(mixed)
+    assert torch.equal(framed[0::2], frame_by_moments(x)) and torch.equal(framed[0::2], x)
+    torch.testing.assert_close(framed[1::2], frame_by_moments(moved))
+    assert frame_by_moments(mixed[:0]).shape == (0, 1, 28, 28)
+
+
+@needs_mnist
 def test_framing_commutes_with_turns_so_it_cannot_carry_the_angle():
     x = _half_size_in_a_corner(_mnist_digits(8))  # framing moves and scales every one
     framed = frame_by_moments(x)

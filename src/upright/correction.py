@@ -287,7 +287,8 @@ def view_side(spec: ModelSpec) -> int:
 def model_input(pixels: np.ndarray, spec: ModelSpec, mode: str | None = None) -> np.ndarray:
     """Decoded pixels as the model takes them: (C, H, W) float32 in [0, 1], prepared by
     ``upright.prepare.prepare_image`` exactly as folder training prepared its images."""
-    x = prepare_image(pixels, spec.height, spec.width, spec.channels, spec.aspect, mode)
+    x = prepare_image(pixels, spec.height, spec.width, spec.channels, spec.aspect, mode,
+                      frame=spec.framing != "none")
     x = x.astype(np.float32) / 255.0
     return np.ascontiguousarray((x[:, :, None] if x.ndim == 2 else x).transpose(2, 0, 1))
 

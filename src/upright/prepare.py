@@ -103,11 +103,14 @@ def content_crop(pixels: np.ndarray, model_side: int) -> np.ndarray:
     short = min(h, w)
     if short <= model_side:
         return pixels
-    grey = pixels if pixels.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
+    # Shrunk before it is made grey: a 12000x12000 scan never gets a full-size grey copy.
     factor = max(1.0, short / (CONTENT_MEASURE_FACTOR * model_side))
+    grey = pixels
     if factor > 1:
         grey = cv2.resize(np.ascontiguousarray(grey), (max(1, round(w / factor)), max(1, round(h / factor))),
                           interpolation=cv2.INTER_AREA)
+    if grey.ndim == 3:
+        grey = cv2.cvtColor(np.ascontiguousarray(grey), cv2.COLOR_RGB2GRAY)
     # The background is the median; the ink lies on whichever side reaches further from it
     # (extremes at 0.1%: a digit may be under 2% of a page, where the levels rule's
     # percentiles would both fall on the paper).

@@ -93,8 +93,9 @@ def content_crop(pixels: np.ndarray, model_side: int) -> np.ndarray:
     model's 28 pixels first would leave the digit a few pixels wide, and the model's own
     framing could only enlarge a blur. The square never goes below ``model_side`` source
     pixels; past the image's edges it is filled with the background (the median). Ink is
-    what the levels rule would make bright (dark content on light paper is found too);
-    an image without contrast, or whose content fills it, is returned as it is."""
+    what lies furthest from the median grey, on whichever side (dark content on light
+    paper is found too); an image without contrast, or whose content fills it, is returned
+    as it is."""
     import cv2
 
     from upright.models.framing import FRAMED_RADIUS, INK_FLOOR
@@ -105,12 +106,11 @@ def content_crop(pixels: np.ndarray, model_side: int) -> np.ndarray:
         return pixels
     # Shrunk before it is made grey: a 12000x12000 scan never gets a full-size grey copy.
     factor = max(1.0, short / (CONTENT_MEASURE_FACTOR * model_side))
-    grey = pixels
+    small = pixels
     if factor > 1:
-        grey = cv2.resize(np.ascontiguousarray(grey), (max(1, round(w / factor)), max(1, round(h / factor))),
-                          interpolation=cv2.INTER_AREA)
-    if grey.ndim == 3:
-        grey = cv2.cvtColor(np.ascontiguousarray(grey), cv2.COLOR_RGB2GRAY)
+        size = (max(1, round(w / factor)), max(1, round(h / factor)))
+        small = cv2.resize(np.ascontiguousarray(pixels), size, interpolation=cv2.INTER_AREA)
+    grey = small if small.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2GRAY)
     # The background is the median; the ink lies on whichever side reaches further from it
     # (extremes at 0.1%: a digit may be under 2% of a page, where the levels rule's
     # percentiles would both fall on the paper).
@@ -145,7 +145,7 @@ def content_crop(pixels: np.ndarray, model_side: int) -> np.ndarray:
     pads = (max(0, -top), max(0, top + side - h), max(0, -left), max(0, left + side - w))
     if not any(pads):
         return inside
-    fill = np.median(pixels.reshape(-1, 1 if pixels.ndim == 2 else pixels.shape[2]), axis=0)
+    fill = np.median(small.reshape(-1, 1 if small.ndim == 2 else small.shape[2]), axis=0)
     return cv2.copyMakeBorder(np.ascontiguousarray(inside), *pads, cv2.BORDER_CONSTANT,
                               value=[float(v) for v in fill])
 

@@ -98,7 +98,7 @@ def content_crop(pixels: np.ndarray, model_side: int) -> np.ndarray:
     as it is."""
     import cv2
 
-    from upright.models.framing import FRAMED_RADIUS, ink_moments
+    from upright.models.framing import FRAMED_RADIUS, INK_FLOOR
 
     h, w = pixels.shape[:2]
     short = min(h, w)
@@ -125,17 +125,21 @@ def content_crop(pixels: np.ndarray, model_side: int) -> np.ndarray:
     span = median - low if dark else high - median
     if span < 2 * (257 if pixels.dtype == np.uint16 else 1):
         return pixels
-    level = ((median - grey) if dark else (grey - median)) / span  # ink up, background 0
-    # The model's own measure (ink above its floor), offsets from the copy's centre.
-    mass, cx, cy, radius = (float(v) for v in ink_moments(torch.from_numpy(level)[None, None]))
+    ink = np.clip(((median - grey) if dark else (grey - median)) / span - INK_FLOOR, 0, None)
+    columns, rows = ink.sum(axis=0), ink.sum(axis=1)
+    mass = float(columns.sum())
     if mass <= 0:
         return pixels
+    xs, ys = np.arange(len(columns), dtype=np.float32), np.arange(len(rows), dtype=np.float32)
+    cx, cy = float(columns @ xs) / mass, float(rows @ ys) / mass
+    spread = float(columns @ xs**2) / mass - cx**2 + float(rows @ ys**2) / mass - cy**2
+    radius = float(np.sqrt(max(0.0, spread)))
     side = max(model_side, round(radius * factor / FRAMED_RADIUS))
     if side >= short:
         return pixels
-    # Back to the source's pixel centres (the copy's pixel i covers source pixels
+    # Back to the source's pixel centres (the measure's pixel i covers source pixels
     # i * factor .. (i + 1) * factor).
-    cx, cy = (cx + grey.shape[1] / 2) * factor - 0.5, (cy + grey.shape[0] / 2) * factor - 0.5
+    cx, cy = (cx + 0.5) * factor - 0.5, (cy + 0.5) * factor - 0.5
     left, top = round(cx - (side - 1) / 2), round(cy - (side - 1) / 2)
     inside = pixels[max(top, 0):min(top + side, h), max(left, 0):min(left + side, w)]
     pads = (max(0, -top), max(0, top + side - h), max(0, -left), max(0, left + side - w))

@@ -126,6 +126,8 @@ def content_crop(pixels: np.ndarray, model_side: int) -> np.ndarray:
     if span < 2 * (257 if pixels.dtype == np.uint16 else 1):
         return pixels
     ink = np.clip(((median - grey) if dark else (grey - median)) / span - INK_FLOOR, 0, None)
+    # The sums of framing.ink_moments, in numpy: calling that on a tensor doubled the crop's
+    # cost (0.25 -> 0.5 ms a photo view) for a few lines.
     columns, rows = ink.sum(axis=0), ink.sum(axis=1)
     mass = float(columns.sum())
     if mass <= 0:

@@ -1,12 +1,14 @@
 """Benchmark: is one temperature enough? ECE of a model's confidence on its test protocol and
-on every robustness variant, with the temperature fitted two ways. Prints one JSON line.
+on every robustness variant, with the temperature fitted three ways. Prints one JSON line.
 
     python bench/calibration.py --model RUN      # a run folder (its config names the data)
 
 "validation": the temperature upright fits after training (the validation items as the
 protocol turns them; upright's own ``fit_temperature``). "validation + suite variants":
 fitted on those items and on the same items as each robustness-suite variant makes them;
-the held-out variants are seen by neither. Answers whether calibrating on realistic
+"validation + training augmentation": on the validation items and the same items put
+through the run's own training augmentation (what a user could do without the suite); the
+held-out variants are seen by none. Answers whether calibrating on realistic
 variants would buy a lower worst-case ECE and at what cost on the protocol
 (docs/confidence.md).
 """
@@ -22,9 +24,11 @@ import torch
 from upright import checkpoint, robustness
 from upright.angles import circular_difference
 from upright.confidence import calibration_report, confidence_at, fit_temperature
+from upright.data.rotated import RotatedSet, to_float_images
 from upright.evaluation import raw_views_set
 from upright.experiments import load_run_config, prepare_data, validation_set
 from upright.models.model import for_inference
+from upright.training import augmentation
 
 
 def main() -> None:
@@ -53,6 +57,7 @@ def main() -> None:
     val = validation_set(config, splits)
     fitting = [views(val, False)] + [views(robustness.variant_set(val, name, config.eval_seed + 1), True)
                                      for name in robustness.SUITE]
+    augmented = [fitting[0], views(_augmented(val, config), True)]
     items = robustness.suite_items(splits.test.images, splits.test.indices, config.suite_angles,
                                    config.eval_seed)
     tests = {"protocol": views(items, False)}
@@ -60,13 +65,25 @@ def main() -> None:
                   for name in robustness.VARIANTS})
     result = {"benchmark": "calibration", "model": str(args.model)}
     with torch.inference_mode():
-        for label, chosen in (("validation", fitting[:1]), ("validation + suite variants", fitting)):
+        for label, chosen in (("validation", fitting[:1]), ("validation + suite variants", fitting),
+                              ("validation + training augmentation", augmented)):
             t = fit_temperature(model.head, *pooled(chosen))
             ece = {k: round(calibration_report(confidence(v, t), v[2])["ece"], 4) for k, v in tests.items()}
             result[label] = {"temperature": t, "ece": ece,
                              "worst_suite": max(ece[n] for n in robustness.SUITE),
                              "worst_held_out": max(ece[n] for n in robustness.HELD_OUT)}
     print(json.dumps(result))
+
+
+def _augmented(val: RotatedSet, config) -> RotatedSet:
+    """The validation items turned and changed by the run's training augmentation (seeded),
+    as 8-bit images turned in advance."""
+    torch.manual_seed(config.eval_seed)
+    upright = to_float_images(torch.from_numpy(np.asarray(val.images[val.source])))
+    with torch.no_grad():
+        x = augmentation(config)(upright, torch.as_tensor(val.angles, dtype=torch.float32), config.fill)
+    x = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return RotatedSet(x[..., 0] if x.shape[-1] == 1 else x, np.arange(len(x)), val.angles)
 
 
 if __name__ == "__main__":

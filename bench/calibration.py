@@ -24,7 +24,7 @@ import torch
 from upright import checkpoint, robustness
 from upright.angles import circular_difference
 from upright.confidence import calibration_report, confidence_at, fit_temperature
-from upright.data.rotated import RotatedSet, to_float_images
+from upright.data.rotated import RotatedSet, to_float_images, to_uint8_images
 from upright.evaluation import raw_views_set
 from upright.experiments import load_run_config, prepare_data, validation_set
 from upright.models.model import for_inference
@@ -75,15 +75,17 @@ def main() -> None:
     print(json.dumps(result))
 
 
-def _augmented(val: RotatedSet, config) -> RotatedSet:
+def _augmented(val: RotatedSet, config, batch: int = 1024) -> RotatedSet:
     """The validation items turned and changed by the run's training augmentation (seeded),
-    as 8-bit images turned in advance."""
+    as 8-bit images turned in advance; in batches, so large images stay within memory."""
+    augment = augmentation(config)
     torch.manual_seed(config.eval_seed)
-    upright = to_float_images(torch.from_numpy(np.asarray(val.images[val.source])))
+    parts = []
     with torch.no_grad():
-        x = augmentation(config)(upright, torch.as_tensor(val.angles, dtype=torch.float32), config.fill)
-    x = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return RotatedSet(x[..., 0] if x.shape[-1] == 1 else x, np.arange(len(x)), val.angles)
+        for images, angles in val.batches(batch):
+            parts.append(to_uint8_images(augment(to_float_images(images), angles, config.fill)))
+    turned = np.concatenate(parts)
+    return RotatedSet(turned, np.arange(len(turned)), val.angles)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
-"""Benchmark: does a model read the digit or the pixel grid its rotation left behind? Prints
-one JSON line.
+"""Benchmark: a model's accuracy by the turn's distance from the nearest quarter turn, for
+three ways of turning. Prints one JSON line.
 
     python bench/grid_cue.py --model mnist [--model RUN ...]
 
 A digitally turned image keeps an imprint of its source's pixel grid (nearest-neighbour
-stairs, the direction of bilinear smoothing) that lies at the turn's angle modulo 90
-degrees, whatever the digit's own slant: a model can read the angle from it exactly. A
-turn of the world (here: upsampled 8x, turned, area-downsampled, the suite's "physical")
-leaves no grid, only the shape. Per model and rotation, the share within 5 degrees and the
-median error by the turn's distance from the nearest quarter turn (at 0 every rotation is
-the same exact pixel shuffle), on the suite's items of the model's test protocol.
+stairs, the direction of bilinear smoothing) at the turn's angle modulo 90 degrees,
+whatever the digit's own slant: a model could read the angle modulo 90 from it. How much
+of that pattern there is depends on the distance from a quarter turn, so per model and
+rotation (OpenCV bilinear as the protocol turns, Pillow nearest, and the suite's
+"physical" turn: upsampled 8x, turned, area-downsampled, no resampler pattern at the
+original scale but softer) this gives the share within 5 degrees and the median error per
+band of that distance, on the suite's items of the model's test protocol. Models trained
+on a dataset with a published protocol (MNIST, Olivetti) only.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     result: dict = {"benchmark": "grid_cue", "models": {}}
     for name in args.model:
-        model, info = checkpoint.load(checkpoint.model_folder(name))
+        model, info = checkpoint.load(name)
         model = for_inference(model)
         config = saved_model_protocol(info)
         _, splits = prepare_data(config)

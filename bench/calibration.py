@@ -68,10 +68,15 @@ def main() -> None:
         for label, chosen in (("validation", fitting[:1]), ("validation + suite variants", fitting),
                               ("validation + training augmentation", augmented)):
             t = fit_temperature(model.head, *pooled(chosen))
-            ece = {k: round(calibration_report(confidence(v, t), v[2])["ece"], 4) for k, v in tests.items()}
+            reports = {k: calibration_report(confidence(v, t), v[2]) for k, v in tests.items()}
+            ece = {k: round(r["ece"], 4) for k, r in reports.items()}
             result[label] = {"temperature": t, "ece": ece,
                              "worst_suite": max(ece[n] for n in robustness.SUITE),
-                             "worst_held_out": max(ece[n] for n in robustness.HELD_OUT)}
+                             "worst_held_out": max(ece[n] for n in robustness.HELD_OUT),
+                             # how sure against how often right: over- or under-confidence
+                             "mean_confidence": {k: round(r["mean_confidence"], 3)
+                                                 for k, r in reports.items()},
+                             "within_5": {k: round(r["within_5"], 3) for k, r in reports.items()}}
     print(json.dumps(result))
 
 

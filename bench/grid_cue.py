@@ -30,7 +30,7 @@ from upright.models.model import for_inference
 # Degrees from the nearest quarter turn: [low, high) bands.
 BANDS = ((0, 2), (2, 10), (10, 20), (20, 35), (35, 46))
 ROTATIONS = {"protocol (OpenCV bilinear)": None, "Pillow nearest": "pillow_nearest",
-             "physical (no grid)": "physical"}
+             "physical (supersampled)": "physical"}
 
 
 def by_band(pred: np.ndarray, true: np.ndarray) -> dict[str, dict[str, float]]:

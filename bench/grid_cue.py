@@ -22,8 +22,7 @@ import json
 import numpy as np
 
 from upright import checkpoint, robustness
-from upright.angles import circular_difference
-from upright.evaluation import predict_set
+from upright.evaluation import predict_set, summarise
 from upright.experiments import prepare_data, saved_model_protocol
 from upright.models.model import for_inference
 
@@ -34,16 +33,14 @@ ROTATIONS = {"protocol (OpenCV bilinear)": None, "Pillow nearest": "pillow_neare
 
 
 def by_band(pred: np.ndarray, true: np.ndarray) -> dict[str, dict[str, float]]:
-    err = np.abs(circular_difference(pred.astype(np.float64), true.astype(np.float64)))
     off_quarter = np.abs((true + 45) % 90 - 45)
+    bands = {f"{low}-{min(high, 45)}": (off_quarter >= low) & (off_quarter < high) for low, high in BANDS}
+    bands["all"] = np.ones(len(true), bool)
     table = {}
-    for low, high in BANDS:
-        chosen = (off_quarter >= low) & (off_quarter < high)
-        table[f"{low}-{min(high, 45)}"] = {"count": int(chosen.sum()),
-                                           "within_5": round(float((err[chosen] <= 5).mean()), 4),
-                                           "median_error": round(float(np.median(err[chosen])), 2)}
-    table["all"] = {"count": len(err), "within_5": round(float((err <= 5).mean()), 4),
-                    "median_error": round(float(np.median(err)), 2)}
+    for name, chosen in bands.items():
+        summary = summarise(pred[chosen], true[chosen])
+        table[name] = {"count": summary["count"], "within_5": round(summary["within_5"], 4),
+                       "median_error": round(summary["median_error"], 2)}
     return table
 
 

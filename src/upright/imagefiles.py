@@ -147,12 +147,41 @@ def _reduced(size: int, scale: int) -> int:
     return -(-size // scale)  # libjpeg rounds a scaled side up
 
 
+# Marker codes that may end a scan's entropy-coded data: SOFn, DHT, DAC (C0-CF), EOI,
+# SOS, DQT, DNL, DRI, DHP, EXP (D9-DF), APPn (E0-EF) and COM. Any other byte after a 0xFF
+# there (besides 00: a stuffed 0xFF, D0-D7: restarts, FF: fill) is damage.
+_SCAN_END_MARKERS = np.zeros(256, bool)
+_SCAN_END_MARKERS[[*range(0xC0, 0xD0), *range(0xD9, 0xF0), 0xFE]] = True
+
+
+def _scan_markers_valid(data: np.ndarray) -> bool:
+    """Whether every marker inside and between the scans of a JPEG is one a scan may end
+    at. libjpeg meets any other as a broken entropy stream: it warns on stderr, without
+    the file's name, and fills the rest of the image with grey, which OpenCV returns as
+    if nothing were wrong (Pillow refuses the file). Segment payloads are skipped by their
+    lengths; a false answer only sends the file to Pillow."""
+    ff = np.flatnonzero(data[:-1] == 0xFF)  # one pass over the file; the rest on these few
+    after_ff = data[ff + 1]
+    candidates = ff[(after_ff != 0x00) & (after_ff != 0xFF) & ((after_ff < 0xD0) | (after_ff > 0xD7))]
+    position = 2  # past SOI
+    for at in candidates.tolist():
+        if at < position:
+            continue  # inside a segment's payload
+        marker = int(data[at + 1])
+        if marker == 0xD9:
+            return True  # end of image: what follows (a phone's trailer) is not ours
+        if not _SCAN_END_MARKERS[marker] or at + 4 > len(data):
+            return False
+        position = at + 2 + (int(data[at + 2]) << 8 | int(data[at + 3]))
+    return False
+
+
 def _read_plain_jpeg(path: Path, opened: Image.Image, scale: int = 1) -> DecodedImage | None:
     """Grey or RGB JPEGs, the common case, decoded by OpenCV (libjpeg-turbo, no Python in
     the loop, the GIL released throughout): about twice as fast as Pillow here; ``scale``
-    > 1 decodes at that DCT reduction. Anything else, and any file not ending in its
-    end-of-image marker (truncated: OpenCV would only warn and return grey), is left to
-    Pillow, which reports the problem."""
+    > 1 decodes at that DCT reduction. Anything else, any file not ending in its
+    end-of-image marker (truncated: OpenCV would only warn and return grey) and any with a
+    damaged marker in its scans, is left to Pillow, which reports the problem."""
     if opened.format != "JPEG" or opened.mode not in ("L", "RGB"):
         return None
     # A JPEG's data cannot sensibly exceed twice its raw pixels plus metadata; a bigger file
@@ -161,7 +190,7 @@ def _read_plain_jpeg(path: Path, opened: Image.Image, scale: int = 1) -> Decoded
     if path.stat().st_size > limit:
         return None
     data = np.fromfile(path, dtype=np.uint8)
-    if data[-2:].tobytes() != b"\xff\xd9":
+    if data[-2:].tobytes() != b"\xff\xd9" or not _scan_markers_valid(data):
         return None
     # (A reduced flag alone means grey; with IMREAD_COLOR_RGB, colour.)
     flags = cv2.IMREAD_IGNORE_ORIENTATION | _REDUCED_FLAGS[scale] | (
@@ -189,6 +218,15 @@ def decoded_bytes(path: str | Path, min_side: int | None = None) -> int:
             return width * height * len(opened.getbands()) * depth
     except Exception:  # noqa: BLE001 - any failure here is read_image's to report
         return 0
+
+
+def displayed_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file as it is shown (after its EXIF orientation), from
+    its header alone."""
+    with Image.open(path) as opened:
+        width, height = opened.size
+        quarter = opened.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+    return (height, width) if quarter else (width, height)
 
 
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int | None = None

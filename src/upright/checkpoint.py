@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError
+import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from upright import fileio
@@ -82,6 +84,7 @@ def model_folder(path: str | Path) -> Path:
 MAX_INPUT_SIDE = 4096
 MAX_CHANNELS = 4
 MAX_OPTION_INT = 100_000
+SPEC_FIELDS = {f.name: f for f in fields(ModelSpec)}
 
 
 def _positive_int(value: Any, name: str, high: int) -> int:
@@ -100,6 +103,9 @@ def check_spec(data: Any) -> ModelSpec:
     for key in ("backbone", "head", "input_mask", "aspect", "levels", "framing"):
         if key in data and not isinstance(data[key], str):
             raise ValueError(f"{key} must be a name, got {data[key]!r}")
+        choices = SPEC_FIELDS[key].metadata.get("choices")
+        if key in data and choices and data[key] not in choices:
+            raise ValueError(f"{key} must be one of {', '.join(choices)}, got {data[key]!r}")
     for key in ("mean", "std"):
         values = data.get(key, [0.0] if key == "mean" else [1.0])
         if (not isinstance(values, list) or len(values) != channels
@@ -134,16 +140,16 @@ def load(path: str | Path) -> tuple[AngleModel, dict[str, Any]]:
     Every problem is one ModelLoadError that names the file, raised before any work."""
     folder = model_folder(path)
     config = read_config(folder)
-    try:
-        model = AngleModel(check_spec(config.get("model")))
-    # A constructor's own complaint about an option (a wrong name, a shape that does not
-    # work out): still one line naming the file.
-    except (KeyError, TypeError, ValueError, RuntimeError, ArithmeticError, IndexError) as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"{folder / CONFIG_FILE}: cannot build the model ({text})") from exc
+    spec = _checked_spec(folder, config)
+    # Built first without memory (the meta device) and held against the file's header: a
+    # config asking for a network the weights do not hold fails here, before a model.json
+    # with widths of 10^5 could ask for terabytes.
+    shapes = {k: tuple(v.shape) for k, v in _build(folder, spec, torch.device("meta")).state_dict().items()}
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelLoadError(f"{weights}: missing")
+    _check_shapes(weights, shapes)
+    model = _build(folder, spec)
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -155,6 +161,45 @@ def load(path: str | Path) -> tuple[AngleModel, dict[str, Any]]:
         raise ModelLoadError(f"{weights}: weights do not fit {CONFIG_FILE} ({first})") from exc
     model.eval()
     return model, config
+
+
+def _checked_spec(folder: Path, config: dict[str, Any]) -> ModelSpec:
+    try:
+        return check_spec(config.get("model"))
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{folder / CONFIG_FILE}: {exc}") from exc
+
+
+def _build(folder: Path, spec: ModelSpec, device: torch.device | None = None) -> AngleModel:
+    try:
+        with device or torch.device("cpu"):
+            return AngleModel(spec)
+    # A constructor's own complaint about an option (a wrong name, a shape that does not
+    # work out): still one line naming the file.
+    except (KeyError, TypeError, ValueError, RuntimeError, ArithmeticError, IndexError,
+            NotImplementedError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{folder / CONFIG_FILE}: cannot build the model ({text})") from exc
+
+
+def _check_shapes(weights: Path, expected: dict[str, tuple[int, ...]]) -> None:
+    """The safetensors header's tensor names and shapes against the model's (the header
+    only: no tensor is read)."""
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{weights}: not a readable safetensors file ({exc})") from exc
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    if missing or extra:
+        what = f"has no tensor {missing[0]}" if missing else f"has a tensor {extra[0]} it does not use"
+        raise ModelLoadError(f"{weights}: weights do not fit {CONFIG_FILE} (the model it describes "
+                             f"{what})")
+    for name, shape in expected.items():
+        if found[name] != shape:
+            raise ModelLoadError(f"{weights}: weights do not fit {CONFIG_FILE} ({name} is "
+                                 f"{list(found[name])} in the file, {list(shape)} in the model)")
 
 
 def load_file_state(path: str | Path) -> dict:

@@ -63,6 +63,9 @@ MALFORMED = {
     "std a number": lambda c: c["model"].update(std=1.0),
     "unknown head option": lambda c: c["model"].update(head_options={"no_such_option": 1}),
     "unknown backbone": lambda c: c["model"].update(backbone="resnet9000"),
+    "unknown aspect": lambda c: c["model"].update(aspect="nope"),
+    "unknown levels": lambda c: c["model"].update(levels="sideways"),
+    "widths of 10^5": lambda c: c["model"]["backbone_options"].update(widths=[100_000] * 3),
 }
 
 
@@ -78,3 +81,39 @@ def test_item15_a_malformed_model_config_is_one_line_before_any_work(model, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("upright: error: ") and "model.json" in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_item15_a_config_asking_for_a_huge_network_is_refused_from_the_file_header(model, tmp_path):
+    """Widths of 10^5 would be a network of 3.6e11 weights (terabytes): the weights file's
+    header is read instead, and the message names the tensor that does not fit."""
+    import resource
+
+    from upright import checkpoint
+
+    folder = tmp_path / "model"
+    shutil.copytree(model, folder)
+    config = json.loads((folder / "model.json").read_text())
+    config["model"]["backbone_options"]["widths"] = [100_000] * 3
+    (folder / "model.json").write_text(json.dumps(config))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(checkpoint.ModelLoadError, match=r"backbone\.features\.0\.weight is \[16, 1, 3, 3\] "
+                                                        r"in the file, \[100000, 1, 3, 3\] in the model"):
+        checkpoint.load(folder)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200
+
+
+def test_item15_an_unknown_aspect_fails_export_and_the_api_at_load_too(model, tmp_path, capsys):
+    import upright
+    from upright.checkpoint import ModelLoadError
+
+    folder = tmp_path / "model"
+    shutil.copytree(model, folder)
+    config = json.loads((folder / "model.json").read_text())
+    config["model"]["aspect"] = "nope"
+    (folder / "model.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="model.json: aspect must be one of crop, pad, got 'nope'"):
+        upright.load(folder)
+    assert main(["export", str(folder), "-o", str(tmp_path / "exported")]) == 2
+    assert "aspect must be one of" in capsys.readouterr().err
+    assert not (tmp_path / "exported").exists()

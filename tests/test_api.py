@@ -72,7 +72,8 @@ def test_upright_turns_by_minus_the_prediction_and_keeps_the_kind_of_image(model
     assert isinstance(as_pil, Image.Image) and as_pil.size[0] > 28
     blank = np.zeros((28, 28), np.uint8)
     assert model.predict(blank).confidence == 0.0
-    np.testing.assert_array_equal(model.upright(blank, min_confidence=0.5), blank)
+    np.testing.assert_array_equal(model.upright(blank), blank)  # the command's default threshold
+    assert model.upright(blank, min_confidence=0.0).shape == blank.shape
 
 
 def test_upright_correct_is_what_the_command_runs(model, tmp_path):
@@ -98,3 +99,38 @@ def test_what_is_not_an_image_is_a_clear_error(model, bad):
 def test_a_model_without_a_distribution_says_it_has_no_confidence(tiny_run):
     prediction = upright.load(tiny_run).predict(np.zeros((28, 28), np.uint8))
     assert prediction.confidence is None and prediction.second_angle is None
+
+
+@pytest.mark.parametrize("options", [
+    {"fill": "bogus"}, {"fill": (1, 2)}, {"fill": (300, -5, 0)}, {"fill": 1.5},
+    {"min_confidence": float("nan")}, {"min_confidence": 5}, {"threshold": -5}, {"jpeg_quality": 500},
+    {"workers": 0}, {"batch_size": 0},
+    {"memory_budget": 0}, {"canvas": "round"}, {"batch_size": True},
+])
+def test_correct_checks_its_options_as_the_command_does_before_any_output(model, tmp_path, options):
+    Image.fromarray(_digit(30.0)).save(tmp_path / "a.png")
+    with pytest.raises(UserError, match=next(iter(options)).split("_")[0]):
+        upright.correct(tmp_path / "a.png", tmp_path / "out", model=model, **options)
+    assert not (tmp_path / "out").exists()
+
+
+def test_upright_checks_fill_and_threshold_and_takes_a_grey_level(model):
+    pixels = _digit(55.0)
+    for bad in ({"fill": (1, 2)}, {"fill": (300, -5, 0)}, {"min_confidence": -1}, {"canvas": "round"}):
+        with pytest.raises(UserError):
+            model.upright(pixels, **bad)
+    grey = model.upright(pixels, canvas="expand", fill=128, min_confidence=0.0)
+    assert grey[0, 0] == 128
+
+
+def test_upright_gives_16_bit_colour_as_an_array_and_refuses_empty_images(model, tmp_path):
+    import cv2
+
+    rgb16 = (np.dstack([_digit(40.0)] * 3).astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / "deep.png"), rgb16[:, :, ::-1])
+    turned = model.upright(tmp_path / "deep.png", min_confidence=0.0)
+    assert isinstance(turned, np.ndarray) and turned.dtype == np.uint16 and turned.shape == rgb16.shape
+    assert turned.max() > 255 * 257 // 2  # the digit's 16-bit levels, not 8-bit ones
+    for empty in (np.zeros((0, 0), np.uint8), Image.new("L", (0, 0))):
+        with pytest.raises(UserError, match="holds no pixels"):
+            model.predict(empty)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from upright.confidence import DEFAULT_MIN_CONFIDENCE
 from upright.errors import UserError
 
 ImageLike = Any  # numpy array (H, W) or (H, W, C), a PIL image, or a path to an image file
@@ -45,9 +46,13 @@ def _pixels(image: ImageLike, min_side: int | None = None) -> tuple[np.ndarray, 
         decoded = read_image(image, min_side=min_side)
         return decoded.pixels, decoded.mode
     if isinstance(image, Image.Image):
+        if 0 in image.size:
+            raise UserError(f"not an image: a PIL image of size {image.size} holds no pixels")
         decoded = from_pil(image)
         return decoded.pixels, decoded.mode
     array = np.asarray(image)
+    if array.size == 0:
+        raise UserError(f"not an image: an array of shape {array.shape} holds no pixels")
     if array.dtype.kind == "f":
         if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
             raise UserError("a float image must hold values in [0, 1]")
@@ -98,29 +103,27 @@ class Model:
                            None if b.distribution is None else b.distribution[i])
                 for i in range(len(decoded))]
 
-    def upright(self, image: ImageLike, canvas: str = "same", fill: tuple[int, int, int] | str = (0, 0, 0),
-                min_confidence: float = 0.0) -> np.ndarray | Image.Image:
+    def upright(self, image: ImageLike, canvas: str = "same",
+                fill: tuple[int, int, int] | str | int = (0, 0, 0),
+                min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> np.ndarray | Image.Image:
         """The image turned upright by minus its predicted angle (``canvas``: same, expand
-        or crop; ``fill``: the corners' colour). Below ``min_confidence`` it comes back
-        unturned. A PIL image or a path gives a PIL image; an array gives an array."""
-        from upright.correction import parse_fill, turned_pixels
-        from upright.geometry import CANVAS_MODES
+        or crop; ``fill``: the corners' colour). Below ``min_confidence`` (the command's
+        default) it comes back unturned: a blank page is not turned. A PIL image or a path
+        gives a PIL image (an array for 16-bit colour, which PIL cannot hold); an array
+        gives an array."""
+        from upright.correction import CorrectOptions, turned_pixels
         from upright.imagefiles import DecodedImage
 
-        if canvas not in CANVAS_MODES:
-            raise UserError(f"unknown canvas {canvas!r}; choose from {', '.join(CANVAS_MODES)}")
+        # The same checks and messages as ``correct``, before any work.
+        options = CorrectOptions(canvas=canvas, fill=fill, min_confidence=min_confidence)
         pixels, mode = _pixels(image)
         # A file is predicted from the view correct predicts from; turned whole.
         is_file = isinstance(image, (str, os.PathLike))
         prediction = self.predict(image) if is_file else self._predict_pixels([(pixels, mode)])[0]
-        unsure = prediction.confidence is not None and prediction.confidence < min_confidence
-        try:
-            fill_rgb = parse_fill(fill) if isinstance(fill, str) else tuple(int(v) for v in fill)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        unsure = prediction.confidence is not None and prediction.confidence < options.min_confidence
         decoded = DecodedImage(pixels, "PNG", mode or "")
-        turned = pixels if unsure else turned_pixels(decoded, -prediction.angle, canvas, fill_rgb)
-        if isinstance(image, np.ndarray):
+        turned = pixels if unsure else turned_pixels(decoded, -prediction.angle, canvas, options.fill)
+        if isinstance(image, np.ndarray) or (turned.dtype == np.uint16 and turned.ndim == 3):
             return turned
         if turned.ndim == 3 and turned.shape[2] == 1:
             turned = turned[:, :, 0]

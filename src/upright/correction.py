@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import shutil
 import struct
@@ -26,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -114,6 +116,49 @@ class CorrectOptions:
     # Decoded bytes in flight (read, predicted, not yet written), counted twice for the
     # turned copy; one image bigger than this is corrected alone.
     memory_budget: int = 512 << 20
+
+    def __post_init__(self) -> None:
+        """The checks the command's flags make, for callers of the Python API: a bad value
+        is one UserError before any output exists."""
+        if self.canvas not in CANVAS_MODES:
+            raise UserError(f"unknown canvas {self.canvas!r}; choose from {', '.join(CANVAS_MODES)}")
+        self.fill = fill_rgb(self.fill)
+        _check_number("threshold", self.threshold, 0.0)
+        _check_number("min_confidence", self.min_confidence, 0.0, 1.0)
+        _check_number("jpeg_quality", self.jpeg_quality, 1, 100, integer=True)
+        _check_number("batch_size", self.batch_size, 1, integer=True)
+        if self.workers is not None:
+            _check_number("workers", self.workers, 1, 256, integer=True)
+        _check_number("memory_budget", self.memory_budget, 1, integer=True)
+
+
+def _check_number(name: str, value: Any, low: float, high: float | None = None,
+                  integer: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or (
+            value < low or (high is not None and value > high)):
+        span = f"from {low} to {high}" if high is not None else f"{low} or more"
+        raise UserError(f"{name} must be {'an integer' if integer else 'a number'} {span}, got {value!r}")
+
+
+def fill_rgb(value: Any) -> tuple[int, int, int]:
+    """A fill colour as the API takes it (a name or text as ``parse_fill`` reads, one grey
+    level, or an RGB triple of 0-255) -> an RGB triple; UserError otherwise."""
+    if isinstance(value, str):
+        try:
+            return parse_fill(value)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    parts = [value] * 3 if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+    try:
+        triple = tuple(int(v) for v in parts)
+        ok = len(triple) == 3 and all(0 <= v <= 255 and v == p for v, p in zip(triple, parts, strict=True))
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise UserError(f"not a fill colour: {value!r} (a name such as black or white, one grey level "
+                        "0-255, or an RGB triple of 0-255)")
+    return triple  # type: ignore[return-value]
 
 
 def default_workers() -> int:
@@ -302,7 +347,8 @@ def _fill_for(decoded: DecodedImage, fill: tuple[int, ...]) -> tuple[float, ...]
         k = min(c, m, y)
         return (c - k, m - k, y - k, k)
     if decoded.mode in CONVERTED_MODES:
-        return tuple(Image.new("RGB", (1, 1), tuple(fill[:3])).convert(decoded.mode).getpixel((0, 0)))
+        # The stored bytes, as the pixels hold them (getpixel adds 128 to LAB's signed a and b).
+        return tuple(Image.new("RGB", (1, 1), tuple(fill[:3])).convert(decoded.mode).tobytes())
     if channels in (1, 2):
         grey = round(0.299 * fill[0] + 0.587 * fill[1] + 0.114 * fill[2]) * scale
         return (grey, 0) if channels == 2 else (grey,)  # fill is transparent where alpha exists

@@ -142,3 +142,20 @@ def test_item5_16_bit_colour_tiff_with_an_orientation_keeps_16_bits_icc_and_reso
         assert [round(v) for v in tiff.info["dpi"]] == [200, 200]
         assert tiff.info["icc_profile"] == profile
         assert tiff.getexif().get(0x0112, 1) == 1  # upright: no turn left to apply
+
+
+@pytest.mark.parametrize("fill, expected", [("black", (0, 0, 0)), ("white", (255, 255, 255))])
+@pytest.mark.parametrize("mode", ["LAB", "YCbCr", "CMYK"])
+def test_the_fill_is_the_colour_asked_for_in_every_colour_space(model, tmp_path, mode, fill, expected):
+    """Pillow reports LAB's signed a and b plus 128 (getpixel) but stores them as they are:
+    a fill taken from getpixel came out saturated blue."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(_colour_digit()).convert(mode).save(src / "image.tiff")
+    out = tmp_path / "out"
+    assert main(correct(src, "--model", model, "-o", out, "--canvas", "expand", "--fill", fill,
+                        "--min-confidence", "0")) == 0
+    with Image.open(out / "image.tiff") as written:
+        assert written.mode == mode
+        corner = written.convert("RGB").getpixel((0, 0))
+    assert all(abs(c - e) <= 3 for c, e in zip(corner, expected, strict=True)), corner

@@ -75,9 +75,68 @@ def test_upright_returns_the_corrected_image_in_its_own_format(client):
         with Image.open(io.BytesIO(response.content)) as out:
             assert out.format == fmt and out.size[0] > 28  # the expanded canvas
     empty_page = _png(np.zeros((28, 28), np.uint8))
-    blank = client.post("/v1/upright?min_confidence=0.5",
-                        files={"file": ("blank.png", empty_page, "image/png")})
-    assert blank.headers["x-upright-action"] == "kept-unsure" and blank.content == empty_page
+    blank = client.post("/v1/upright", files={"file": ("blank.png", empty_page, "image/png")})
+    assert blank.headers["x-upright-action"] == "kept-unsure" and blank.content == empty_page  # by default
+    forced = client.post("/v1/upright?min_confidence=0",
+                         files={"file": ("blank.png", empty_page, "image/png")})
+    assert forced.headers["x-upright-action"] == "rotated"
+
+
+def test_a_jpeg_gets_the_angle_correct_and_the_api_give_it_and_its_full_size(client, tmp_path):
+    """The server predicts from the reduced view ``correct`` and the API read (a whole
+    decode gave angles up to 4 degrees apart), and still reports the photo's size."""
+    import cv2
+
+    import upright
+    from upright.correction import CorrectOptions, correct_paths
+
+    photo = cv2.resize(_digit(70.0, 1), (600, 600), interpolation=cv2.INTER_CUBIC)  # read at 1/8
+    photo = np.clip(photo + np.random.default_rng(1).normal(0, 12, photo.shape), 0, 255).astype(np.uint8)
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(photo).save(path, quality=80)
+    body = client.post("/v1/angle", files={"file": ("photo.jpg", path.read_bytes(), "image/jpeg")}).json()
+    model = upright.load("mnist")
+    rows = correct_paths([path], model.predictor, None, CorrectOptions(dry_run=True))
+    assert body["angle"] == pytest.approx(model.predict(path).angle, abs=1e-3)
+    assert body["angle"] == pytest.approx(rows[0].angle, abs=2e-3)
+    assert (body["width"], body["height"]) == (600, 600)
+    turned = client.post("/v1/upright?min_confidence=0",
+                         files={"file": ("photo.jpg", path.read_bytes(), "image/jpeg")})
+    assert float(turned.headers["x-upright-angle"]) == pytest.approx(body["angle"], abs=1e-3)
+    with Image.open(io.BytesIO(turned.content)) as out:
+        assert out.size == (600, 600)  # the whole photo turned, not the view
+
+
+def test_a_chunked_upload_over_the_limit_is_refused_without_reading_it_all():
+    """Driven at the ASGI level, as a server hands the app a body that declares no size: a
+    test client would buffer the whole body before sending."""
+    import asyncio
+    import json
+
+    from upright.serve.app import create_app
+
+    app = create_app("mnist", max_bytes=200_000)
+    head = b'--B\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n\r\n'
+    chunks = [head] + [b"\0" * (1 << 20)] * 200  # 200 MiB if read to the end
+    read, sent = 0, []
+
+    async def receive():
+        nonlocal read
+        read += 1
+        return {"type": "http.request", "body": chunks[read - 1], "more_body": read < len(chunks)}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/v1/angle", "raw_path": b"/v1/angle", "query_string": b"",
+             "root_path": "", "headers": [(b"content-type", b"multipart/form-data; boundary=B"),
+                                          (b"transfer-encoding", b"chunked")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 413
+    assert "over the limit of 200,000 bytes" in json.loads(sent[1]["body"])["detail"]
+    assert read <= 2  # stopped at the first chunk past the limit
 
 
 def _bomb_png() -> bytes:

@@ -27,9 +27,11 @@ import numpy as np
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from upright import __version__, api
-from upright.imagefiles import ImageFileError, encode_image, read_image
+from upright.confidence import DEFAULT_MIN_CONFIDENCE
+from upright.imagefiles import ImageFileError, displayed_size, encode_image, read_image
 from upright.shipped import SHIPPED_MODELS, shipped_model
 
 DEFAULT_MAX_BYTES = 20 << 20
@@ -42,6 +44,39 @@ class HTTPProblem(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status, self.detail = status, detail
+
+
+class BodyLimit:
+    """Refuses a POST body over ``limit`` bytes: at once where its Content-Length says so,
+    else (a chunked upload declares no size) as soon as that many bytes have come, so no
+    client can make the server read or spool more."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        # The form's own bytes (boundaries, headers) come on top of the file's.
+        self.app, self.max_bytes, self.limit = app, max_bytes, max_bytes + (64 << 10)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > self.limit:
+            response = JSONResponse({"detail": f"upload of {int(declared):,} bytes is over the limit "
+                                               f"of {self.max_bytes:,} bytes"}, status_code=413)
+            return await response(scope, receive, send)
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                # An HTTPException passes FastAPI's form parsing unchanged: a 413, not a 400.
+                raise StarletteHTTPException(413, f"upload over the limit of {self.max_bytes:,} bytes "
+                                                  "(stopped reading)")
+            return message
+
+        await self.app(scope, counted, send)
 
 
 class Models:
@@ -75,14 +110,7 @@ def create_app(model: str = "mnist", max_bytes: int = DEFAULT_MAX_BYTES, concurr
     async def problem(_: Request, exc: HTTPProblem) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
-    @app.middleware("http")
-    async def refuse_big_bodies(request: Request, call_next):
-        # Before the body is read: a declared size over the limit is refused at once.
-        declared = request.headers.get("content-length", "")
-        if request.method == "POST" and declared.isdigit() and int(declared) > max_bytes + (64 << 10):
-            return JSONResponse({"detail": f"upload of {int(declared):,} bytes is over the limit of "
-                                           f"{max_bytes:,} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=max_bytes)
 
     async def read_upload(file: UploadFile) -> bytes:
         data = await file.read(max_bytes + 1)
@@ -92,7 +120,9 @@ def create_app(model: str = "mnist", max_bytes: int = DEFAULT_MAX_BYTES, concurr
             raise HTTPProblem(400, f"{file.filename or 'upload'}: empty file")
         return data
 
-    def decode(data: bytes, name: str):
+    def decode(data: bytes, name: str, min_side: int | None = None):
+        """The upload decoded (``min_side``: a view to predict from, as ``correct`` reads
+        one, so both give the same angle) and its displayed size at full scale."""
         from upright.correction import FILE_ERRORS, failure_text
 
         suffix = Path(name).suffix.lower() if name else ""
@@ -100,7 +130,8 @@ def create_app(model: str = "mnist", max_bytes: int = DEFAULT_MAX_BYTES, concurr
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            decoded = read_image(tmp)
+            decoded = read_image(tmp, min_side=min_side)
+            size = displayed_size(tmp) if decoded.scale != 1 else decoded.pixels.shape[1::-1]
         except ImageFileError as exc:
             text = str(exc).replace(tmp, name or "upload")
             status = 413 if "pixels" in text and ("limit" in text or "bomb" in text) else 400
@@ -109,13 +140,15 @@ def create_app(model: str = "mnist", max_bytes: int = DEFAULT_MAX_BYTES, concurr
             raise HTTPProblem(400, failure_text(Path(name or "upload"), exc)) from None
         finally:
             os.unlink(tmp)
-        return decoded
+        return decoded, tuple(size)
 
     async def predict(data: bytes, name: str, model: api.Model):
+        from upright.correction import view_side
+
         async with slots:
             def work():
-                decoded = decode(data, name)
-                return decoded, model._predict_pixels([(decoded.pixels, decoded.mode)])[0]
+                decoded, size = decode(data, name, view_side(model.spec))
+                return decoded, size, model._predict_pixels([(decoded.pixels, decoded.mode)])[0]
             return await run_in_threadpool(work)
 
     @app.get("/healthz")
@@ -131,8 +164,7 @@ def create_app(model: str = "mnist", max_bytes: int = DEFAULT_MAX_BYTES, concurr
                     model_name: Annotated[str | None, Query(alias="model")] = None):
         chosen = await models.get(model_name)
         data = await read_upload(file)
-        decoded, prediction = await predict(data, file.filename or "", chosen)
-        height, width = decoded.pixels.shape[:2]
+        _, (width, height), prediction = await predict(data, file.filename or "", chosen)
         return {"file": file.filename, "angle": prediction.angle, "confidence": prediction.confidence,
                 "second_angle": prediction.second_angle, "second_mass": prediction.second_mass,
                 "distribution": _coarse(prediction.distribution), "width": width, "height": height,
@@ -143,7 +175,7 @@ def create_app(model: str = "mnist", max_bytes: int = DEFAULT_MAX_BYTES, concurr
                             model_name: Annotated[str | None, Query(alias="model")] = None,
                             canvas: Annotated[str, Query(pattern="^(same|expand|crop)$")] = "same",
                             fill: str = "black",
-                            min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0):
+                            min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = DEFAULT_MIN_CONFIDENCE):
         from upright.correction import FILE_ERRORS, failure_text, parse_fill, turned_pixels
 
         chosen = await models.get(model_name)
@@ -152,13 +184,15 @@ def create_app(model: str = "mnist", max_bytes: int = DEFAULT_MAX_BYTES, concurr
         except ValueError as exc:
             raise HTTPProblem(422, str(exc)) from None
         data = await read_upload(file)
-        decoded, prediction = await predict(data, file.filename or "", chosen)
+        name = file.filename or "upload"
+        view, (width, height), prediction = await predict(data, file.filename or "", chosen)
         unsure = prediction.confidence is not None and prediction.confidence < min_confidence
 
         def turn() -> bytes:
             if unsure:
                 return data
-            name = file.filename or "upload"
+            # A prediction view is never written: the whole image only now, to turn.
+            decoded = view if view.scale == 1 else decode(data, file.filename or "")[0]
             try:
                 turned = turned_pixels(decoded, -prediction.angle, canvas, fill_rgb, name)
                 return encode_image(decoded, turned)
@@ -169,7 +203,6 @@ def create_app(model: str = "mnist", max_bytes: int = DEFAULT_MAX_BYTES, concurr
 
         async with slots:
             body = await run_in_threadpool(turn)
-        height, width = decoded.pixels.shape[:2]
         headers = {"X-Upright-Angle": f"{prediction.angle:.3f}",
                    "X-Upright-Action": "kept-unsure" if unsure else "rotated",
                    "X-Upright-Size": f"{width}x{height}"}
@@ -179,7 +212,7 @@ def create_app(model: str = "mnist", max_bytes: int = DEFAULT_MAX_BYTES, concurr
             headers["X-Upright-Distribution"] = ",".join(f"{v:.4f}" for v in _coarse(prediction.distribution))
         if prediction.second_angle is not None:
             headers["X-Upright-Second"] = f"{prediction.second_angle:.1f},{prediction.second_mass:.4f}"
-        return Response(body, media_type=MEDIA_TYPES.get(decoded.format, "application/octet-stream"),
+        return Response(body, media_type=MEDIA_TYPES.get(view.format, "application/octet-stream"),
                         headers=headers)
 
     @app.get("/", response_class=HTMLResponse)

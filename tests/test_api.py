@@ -134,3 +134,10 @@ def test_upright_gives_16_bit_colour_as_an_array_and_refuses_empty_images(model,
     for empty in (np.zeros((0, 0), np.uint8), Image.new("L", (0, 0))):
         with pytest.raises(UserError, match="holds no pixels"):
             model.predict(empty)
+
+
+def test_a_path_that_is_no_file_says_what_it_is(model, tmp_path):
+    with pytest.raises(UserError, match="missing.png: no such file"):
+        model.predict(tmp_path / "missing.png")
+    with pytest.raises(UserError, match="a folder, not an image file"):
+        model.predict(tmp_path)

@@ -1,5 +1,6 @@
 """The ONNX runtime gives the same beliefs as torch: angle, confidence, runner-up."""
 
+import re
 import shutil
 
 import numpy as np
@@ -123,3 +124,18 @@ def test_a_shipped_model_is_exported_into_a_folder_of_its_own_never_into_the_pac
     out = tmp_path / "faces-onnx"
     assert main(["export", "faces", "--format", "onnx", "-o", str(out)]) == 0
     assert {p.name for p in out.iterdir()} == {"model.json", "model.safetensors", "model.onnx"}
+
+
+def test_the_onnx_runtime_on_a_shipped_model_says_the_export_that_works(tmp_path):
+    """The hint is a command that runs: a shipped model is exported into a folder of its own."""
+    import shlex
+
+    from upright.cli import main
+    from upright.predictors import load_predictor
+
+    with pytest.raises(Exception, match=r"run `upright export faces --format onnx -o DIR` first, "
+                                        r"then use --model DIR") as raised:
+        load_predictor("faces", runtime="onnx")
+    command = re.search(r"`upright (.*?)`", str(raised.value)).group(1).replace("DIR", str(tmp_path / "m"))
+    assert main(shlex.split(command)) == 0
+    assert load_predictor(tmp_path / "m", runtime="onnx").spec.height == 64

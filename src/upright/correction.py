@@ -368,6 +368,20 @@ def _finite_or_none(value: float) -> float | None:
     return round(float(value), 4) if np.isfinite(value) else None
 
 
+def _in_the_way(target: Path, inputs: set[Path]) -> str | None:
+    """Why an existing ``target`` is no earlier output to keep (None where it may be one):
+    an input file itself (the output folder is the input's), a folder, a broken link."""
+    if not os.path.lexists(target):
+        return None
+    if target.resolve() in inputs:
+        return "is an input file; inputs are never overwritten"
+    if target.is_dir():
+        return "a folder is in the way of this output"
+    if not target.exists():
+        return "a broken link is in the way of this output"
+    return None
+
+
 def failure_text(path: Path, exc: BaseException) -> str:
     """One line that names the file and the problem."""
     if isinstance(exc, ImageFileError):
@@ -454,7 +468,10 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
     todo: list[tuple[int, InputFile]] = []
     for index, item in enumerate(files):
         target = None if options.dry_run or options.overwrite else outdir / item.relative
-        if target is not None and os.path.lexists(target):
+        in_the_way = _in_the_way(target, inputs) if target is not None else None
+        if in_the_way:
+            results[index] = Result(str(item.path), None, "failed", error=f"{target}: {in_the_way}")
+        elif target is not None and os.path.lexists(target):
             results[index] = Result(str(item.path), None, "kept", output=str(target))
         else:
             todo.append((index, item))

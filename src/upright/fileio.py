@@ -94,6 +94,8 @@ def atomic_path(target: str | os.PathLike, overwrite: bool = True) -> Iterator[P
     make_dirs(target.parent)
     if not overwrite and target.exists():  # early, cheap refusal; publish() is the real guard
         raise FileExistsError(errno.EEXIST, "exists (use --overwrite to replace it)", str(target))
+    if target.is_dir():  # else the error would name the temporary file, not the target
+        raise IsADirectoryError(errno.EISDIR, "a folder is in the way of this output", str(target))
     # The target's own suffix is kept where short (numpy's savez appends .npz otherwise).
     suffix = TEMP_SUFFIX + (target.suffix if 1 < len(target.suffix) <= 11 else "")
     fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=target.parent)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,49 @@ def _read_16bit_colour(path: Path, opened: Image.Image) -> np.ndarray:
     if pixels is None or pixels.shape[2:] != shape[2:] or pixels.dtype != np.uint16:
         raise ImageFileError(f"{path}: cannot decode 16-bit colour image")
     return pixels
+
+
+# Adam7's passes: (first column, first row, column step, row step).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _png_data_complete(path: Path, opened: Image.Image) -> bool:
+    """Whether a PNG's compressed data holds every row its header promises. Pillow stops
+    quietly where the data stops and leaves the missing rows black; so a plain PNG whose
+    last row is not all black is complete, and only the others (and interlaced ones) have
+    their data inflated and counted."""
+    with open(path, "rb") as f:
+        head = f.read(33)
+        if len(head) < 33 or head[12:16] != b"IHDR":
+            return True  # not ours to judge: Pillow read it
+        width, height, depth, colour, interlace = struct.unpack(">IIBB2xB", head[16:29])
+        if not interlace and np.asarray(opened.crop((0, height - 1, width, height))).any():
+            return True
+        channels = _PNG_CHANNELS.get(colour, 4)
+
+        def rows_bytes(w: int, h: int) -> int:
+            return h * (1 + (w * channels * depth + 7) // 8) if w and h else 0
+
+        passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+        expected = sum(rows_bytes(max(0, -(-(width - x) // dx)), max(0, -(-(height - y) // dy)))
+                       for x, y, dx, dy in passes)
+        inflate, got = zlib.decompressobj(), 0
+        while got < expected:
+            header = f.read(8)
+            if len(header) < 8:
+                break
+            length, kind = struct.unpack(">I4s", header)
+            data = f.read(length)
+            f.seek(4, io.SEEK_CUR)  # CRC
+            if kind == b"IEND":
+                break
+            if kind != b"IDAT":
+                continue
+            while data and got < expected:  # in bounded pieces: never the whole image at once
+                got += len(inflate.decompress(data, 1 << 20))
+                data = inflate.unconsumed_tail
+    return got >= expected
 
 
 # A PNG whose pixels take more than this is decoded by OpenCV straight into one array
@@ -279,6 +323,8 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int | N
                 pixels = _read_16bit_colour(path, opened)
                 pixels = _apply_orientation(pixels, orientation)
                 return DecodedImage(pixels, fmt, "RGB;16", meta)
+            if fmt == "PNG" and not _png_data_complete(path, opened):
+                raise ImageFileError(f"{path}: corrupt PNG (its image data ends before its last row)")
             decoded = from_pil(image, fmt, meta, path)
             decoded.scale = scale
             return decoded
@@ -288,6 +334,10 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int | N
         raise ImageFileError(f"{path}: too many pixels (decompression bomb: {exc})") from exc
     except (Image.UnidentifiedImageError, SyntaxError) as exc:
         raise ImageFileError(f"{path}: not an image file Pillow can identify") from exc
+    except (PermissionError, FileNotFoundError, IsADirectoryError) as exc:  # the file, not its data
+        problem = {PermissionError: "cannot be read (permission denied)", FileNotFoundError: "no such file",
+                   IsADirectoryError: "a folder, not an image file"}[type(exc)]
+        raise ImageFileError(f"{path}: {problem}") from exc
     except (OSError, ValueError, struct.error, EOFError) as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageFileError(f"{path}: corrupt or truncated image ({text})") from exc
@@ -331,6 +381,22 @@ def from_pil(image: Image.Image, fmt: str = "PNG", meta: dict[str, Any] | None =
     return DecodedImage(np.asarray(image), fmt, image.mode, meta)
 
 
+# The TIFF tags that describe the image rather than lay it out: document and page name,
+# description, make, model, software, date and time, artist, host computer, copyright.
+TIFF_DESCRIPTIVE_TAGS = (269, 270, 271, 272, 285, 305, 306, 315, 316, 33432)
+
+
+def _tiff_descriptive_tags(exif: bytes | None) -> bytes | None:
+    if not exif:
+        return None
+    source, kept = Image.Exif(), Image.Exif()
+    source.load(exif)
+    for tag in TIFF_DESCRIPTIVE_TAGS:
+        if isinstance(source.get(tag), str):
+            kept[tag] = source[tag]
+    return kept.tobytes() if len(kept) else None
+
+
 def encode_image(decoded: DecodedImage, pixels: np.ndarray, jpeg_quality: int = 95) -> bytes:
     """Encode new pixels in the decoded image's format and mode, with its metadata."""
     if decoded.scale != 1:  # a reduced view would write a thumbnail in place of the photo
@@ -370,9 +436,11 @@ def encode_image(decoded: DecodedImage, pixels: np.ndarray, jpeg_quality: int = 
     elif fmt == "PNG":
         params.update(compress_level=3)  # lossless at any level; 3 is fast and small enough
     elif fmt == "TIFF":
-        # A TIFF's "EXIF" is its own IFD (width, strip offsets...): copying it would corrupt
-        # the new file, so only the ICC profile and resolution travel.
-        params.pop("exif", None)
+        # A TIFF's "EXIF" is its own IFD (width, strip offsets...): copying it whole would
+        # corrupt the new file, and libtiff refuses an Exif sub-IFD; its descriptive tags travel.
+        descriptive = _tiff_descriptive_tags(params.pop("exif", None))
+        if descriptive is not None:
+            params["exif"] = descriptive
         if image.mode != "YCbCr":  # libtiff would read a compressed YCbCr TIFF back as RGB
             params.update(compression="tiff_deflate")
     elif fmt == "BMP":

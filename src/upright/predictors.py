@@ -73,8 +73,7 @@ class OnnxPredictor:
             raise checkpoint.ModelLoadError(f"{folder / checkpoint.CONFIG_FILE}: {exc}") from exc
         path = folder / ONNX_FILE
         if not path.is_file():
-            raise checkpoint.ModelLoadError(f"{path}: missing (run `upright export {folder} "
-                                            "--format onnx` first)")
+            raise checkpoint.ModelLoadError(f"{path}: missing ({_export_hint(folder)})")
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
         try:
@@ -109,6 +108,18 @@ class OnnxPredictor:
                                          self.head.centres.numel())
         return belief_of_views(self.head, self.input_mask, torch.from_numpy(batch), raw_views,
                                self.temperature)
+
+
+def _export_hint(folder: Path) -> str:
+    """How to get a model.onnx for ``folder``: beside its checkpoint, or for a shipped
+    model (whose package is not written to) in a folder of its own."""
+    from upright.shipped import SHIPPED_MODELS, shipped_model
+
+    name = next((n for n in SHIPPED_MODELS if shipped_model(n) == folder), None)
+    if name is not None:
+        return (f"run `upright export {name} --format onnx -o DIR` first, then use "
+                "--model DIR")
+    return f"run `upright export {folder} --format onnx` first"
 
 
 def load_predictor(path: str | Path, runtime: str = "torch", tta: bool = False) -> Predictor:

@@ -159,3 +159,24 @@ def test_the_fill_is_the_colour_asked_for_in_every_colour_space(model, tmp_path,
         assert written.mode == mode
         corner = written.convert("RGB").getpixel((0, 0))
     assert all(abs(c - e) <= 3 for c, e in zip(corner, expected, strict=True)), corner
+
+
+def test_a_tiffs_descriptive_tags_travel_and_its_layout_tags_do_not(model, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    exif = Image.Exif()
+    tags = {0x010F: "upright camera", 0x0110: "model 1", 0x0131: "scanner 2", 0x8298: "(c) us"}
+    for tag, value in tags.items():
+        exif[tag] = value
+    exif[0x0112] = 6  # orientation: applied to the pixels, then dropped
+    stored = np.rot90(_colour_digit(), -1)  # shown upright after orientation 6
+    Image.fromarray(np.ascontiguousarray(stored)).save(src / "scan.tiff", exif=exif.tobytes(),
+                                                       compression="tiff_deflate")
+    out = tmp_path / "out"
+    assert main(correct(src, "--model", model, "-o", out, "--canvas", "expand", "--min-confidence", "0")) == 0
+    with Image.open(out / "scan.tiff") as written:
+        written.load()
+        kept = written.getexif()
+        assert written.size[0] > 112  # a new, larger layout, read back whole
+    assert {tag: kept.get(tag) for tag in tags} == tags
+    assert kept.get(0x0112) in (None, 1)

@@ -92,3 +92,66 @@ def test_the_marker_check_refuses_a_stray_marker_but_skips_segment_payloads():
     sos = data.find(b"\xff\xda")
     with_comment = data[:sos] + comment + data[sos:]
     assert imagefiles._scan_markers_valid(np.frombuffer(with_comment, np.uint8))
+
+
+def _png_with_rows(path, width: int, height: int, rows: int, interlace: bool = False) -> None:
+    """A grey PNG whose header promises ``height`` rows and whose data holds ``rows``."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, int(interlace))
+    data = zlib.compress((b"\0" + b"\xc8" * width) * rows)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data)
+                     + chunk(b"IEND", b""))
+
+
+def test_a_png_whose_data_ends_before_its_last_row_fails(model, tmp_path):
+    """Pillow fills the missing rows with black and says nothing."""
+    (tmp_path / "in").mkdir()
+    _png_with_rows(tmp_path / "in" / "short.png", 200, 200, 50)
+    _png_with_rows(tmp_path / "in" / "whole.png", 200, 200, 200)
+    assert main(correct(tmp_path / "in", "-o", tmp_path / "out", "--min-confidence", "0")) == 1
+    rows, _ = report_rows(tmp_path / "out")
+    by_name = {r["file"].rsplit("/", 1)[-1]: r for r in rows}
+    assert by_name["short.png"]["action"] == "failed"
+    assert "short.png: corrupt PNG (its image data ends before its last row)" in \
+        by_name["short.png"]["error"]
+    assert by_name["whole.png"]["action"] != "failed"
+    assert not (tmp_path / "out" / "short.png").exists()
+
+
+@pytest.mark.parametrize("kind", ["grey", "interlaced", "palette", "16-bit", "1-bit", "grey+alpha", "rgb"])
+def test_complete_pngs_ending_in_a_black_row_are_read_whole(tmp_path, kind):
+    pixels = np.zeros((61, 37), np.uint8)
+    pixels[:40] = np.random.default_rng(0).integers(1, 255, (40, 37))  # black from row 40 down
+    image = {"grey": Image.fromarray(pixels), "interlaced": Image.fromarray(pixels),
+             "palette": Image.fromarray(pixels).convert("P"),
+             "16-bit": Image.fromarray(pixels.astype(np.uint16) * 257),
+             "1-bit": Image.fromarray(pixels > 128), "grey+alpha": Image.fromarray(np.dstack([pixels] * 2)),
+             "rgb": Image.fromarray(np.dstack([pixels] * 3))}[kind]
+    image.save(tmp_path / "image.png", interlace=int(kind == "interlaced"))
+    decoded = imagefiles.read_image(tmp_path / "image.png")
+    assert decoded.pixels.shape[:2] == (61, 37)
+    first = decoded.pixels if decoded.pixels.ndim == 2 else decoded.pixels[..., 0]
+    np.testing.assert_array_equal(first > 0, pixels > (128 if kind == "1-bit" else 0))
+
+
+def test_an_interlaced_png_cut_short_fails(tmp_path):
+    """Its first five passes whole (rows of the widths Adam7 gives them), the last two missing."""
+    import struct
+    import zlib
+
+    width = height = 64
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4)]
+    raw = b"".join((b"\0" + b"\xc8" * -(-(width - x) // dx)) * -(-(height - y) // dy)
+                   for x, y, dx, dy in passes)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 1)
+    (tmp_path / "short.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                                         + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    with pytest.raises(imagefiles.ImageFileError, match="ends before its last row"):
+        imagefiles.read_image(tmp_path / "short.png")

@@ -211,3 +211,29 @@ def test_item14_sigterm_stops_promptly_and_writes_the_report_of_what_was_done(mo
     second = strict_json(out / "angles-2.json")
     assert sum(r["action"] == "kept" for r in second) == len(written)
     assert sum(r["action"] in done for r in second) == 400 - len(written)
+
+
+@pytest.mark.parametrize("obstacle", ["folder", "broken link", "the input itself"])
+def test_an_output_name_taken_by_something_that_is_no_output_fails_that_file(model, tmp_path, obstacle):
+    """Only an existing file can be an earlier run's output to keep; a folder, a broken link
+    or (with the output folder the input's own) the input itself is a failure, not "kept"."""
+    save_png(tmp_path / "in" / "a.png")
+    save_png(tmp_path / "in" / "b.png")
+    out = tmp_path / "in" if obstacle == "the input itself" else tmp_path / "out"
+    if obstacle == "folder":
+        (out / "a.png").mkdir(parents=True)
+    elif obstacle == "broken link":
+        out.mkdir()
+        (out / "a.png").symlink_to(tmp_path / "nowhere.png")
+    extra = ["--allow-input-folder"] if obstacle == "the input itself" else []
+    assert main(correct(tmp_path / "in" / "a.png", "--model", model, "-o", out, *extra)) == 1
+    row = strict_json(out / "angles.json")[0]
+    assert row["action"] == "failed"
+    assert row["error"].startswith(str(out / "a.png") + ": ")
+    assert {"folder": "a folder is in the way", "broken link": "a broken link is in the way",
+            "the input itself": "is an input file"}[obstacle] in row["error"]
+    if obstacle == "folder":  # with --overwrite the message names the output, not a temporary file
+        assert main(correct(tmp_path / "in" / "a.png", "--model", model, "-o", out, "--overwrite")) == 1
+        row = strict_json(out / "angles.json")[0]
+        assert row["error"] == f"{out / 'a.png'}: a folder is in the way of this output"
+    assert not [p for p in out.rglob("*") if fileio.is_temp_name(p.name)]

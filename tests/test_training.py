@@ -137,6 +137,14 @@ def test_cosine_schedule_follows_the_clock_under_a_time_budget():
     assert cosine_factor(20, 10_000, 10, elapsed=60.0, budget=60.0) == pytest.approx(0.0, abs=1e-12)
     # Without a budget the clock is ignored.
     assert cosine_factor(20, 10_000, 10, elapsed=60.0) > 0.99
+    # Ahead of the budget's pace (half the steps in a third of the time) the steps alone set
+    # the rate, to the bit: the clock's jitter cannot make two runs of one seed differ.
+    steps_only = cosine_factor(5_000, 10_000, 10)
+    assert cosine_factor(5_000, 10_000, 10, elapsed=20.0, budget=60.0) == steps_only
+    assert cosine_factor(5_000, 10_000, 10, elapsed=20.5, budget=60.0) == steps_only
+    # Just after the warm-up, a slow start (a worker's start-up, the first step's allocations)
+    # is no reason to leave the steps' schedule either.
+    assert cosine_factor(11, 10_000, 10, elapsed=5.0, budget=6_000.0) == cosine_factor(11, 10_000, 10)
 
 
 def test_run_stopped_by_the_clock_still_validates_its_final_weights(tmp_path, glyph_folder):
@@ -305,3 +313,27 @@ def test_the_optimiser_is_fused_where_torch_can_and_steps_as_the_plain_one(weigh
         models.append(model)
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_one_seed_trains_the_same_weights_twice_under_a_time_budget(glyph_folder, tmp_path):
+    """The robust recipe's random augmentation and a cosine schedule with a time budget: the
+    clock (whose reading differs from run to run) must not move the rate while the run keeps
+    ahead of the budget's pace."""
+    from upright.experiments import fit_input_format
+    from upright.models.model import AngleModel
+    from upright.recipes import make_config
+    from upright.training import fit
+
+    config = make_config("mnist-robust", {"dataset": f"folder:{glyph_folder}", "max_epochs": 2,
+                                          "max_time": 60.0, "batch_size": 8, "seed": 3,
+                                          "model.backbone_options": {"widths": [8, 16], "dense": 32}})
+    weights = []
+    for run in range(2):
+        source, splits = prepare_data(config)
+        fit_input_format(config, source)
+        torch.manual_seed(0)
+        model = AngleModel(config.model)
+        fit(model, splits, config, tmp_path / f"run{run}", progress=False)
+        weights.append(torch.cat([p.detach().flatten() for p in model.state_dict().values()
+                                  if p.is_floating_point()]))
+    assert torch.equal(weights[0], weights[1])

@@ -159,15 +159,19 @@ def cosine_factor(step: int, total: int, warmup: int, elapsed: float = 0.0,
                   budget: float | None = None) -> float:
     """Learning-rate factor: linear warm-up, then cosine decay to 0.
 
-    Progress is the larger of the step count's and, under a time budget, the clock's: a run
-    stopped by ``--max-time`` still ends annealed instead of being cut at a high rate.
+    How far the run is: its share of the planned steps or, under a time budget, of the
+    budget's time, whichever is further; a run stopped by ``--max-time`` still ends
+    annealed instead of being cut at a high rate. Both shares are of the whole run, so the
+    clock takes over only once the run falls behind the budget's pace: on a machine fast
+    enough for the plan the rate follows the steps alone, and a seed gives the same run.
     """
     if step < warmup:
         return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
+    done = step / max(1, total)
     if budget:
-        progress = max(progress, elapsed / budget)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        done = max(done, elapsed / budget)
+    progress = (done * total - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
 
 
 class RotationDataModule(L.LightningDataModule):

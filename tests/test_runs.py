@@ -10,6 +10,7 @@ import pytest
 
 from support import TINY_RUN
 from upright import fileio
+from upright.recipes import make_config
 from upright.runs import RunFolder, RunFolderError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "upright"
@@ -88,19 +89,32 @@ def test_a_missing_or_damaged_file_is_a_one_line_error_naming_it(tiny_run, tmp_p
         RunFolder(tmp_path / "nowhere").metrics()
 
 
-def test_claim_replaces_a_run_only_when_asked_and_never_a_folder_that_is_not_a_run(tmp_path):
+def test_a_run_is_replaced_only_when_asked_whole_and_never_a_folder_holding_anything_else(tmp_path):
     from upright.runs import RunExistsError
 
     run = RunFolder(tmp_path / "run")
-    assert run.claim(overwrite=False) is True  # made now
-    (run.path / RunFolder.CONFIG).write_text("{}")
+    assert run.check_claim(overwrite=False) is False  # nothing there yet
+    staged = run.staging()
+    staged.write_config(make_config("mnist-fast"))
+    run.publish(staged)
+    assert (run.path / RunFolder.CONFIG).is_file() and not staged.path.exists()
     with pytest.raises(RunExistsError, match="pass --overwrite"):
-        run.claim(overwrite=False)
-    (run.path / "stale.txt").write_text("old")
-    assert run.claim(overwrite=True) is True and not (run.path / "stale.txt").exists()
+        run.check_claim(overwrite=False)
+    (run.path / RunFolder.REPORT_MD).write_text("old report")
+    assert run.check_claim(overwrite=True) is True
+    newer = run.staging()
+    (newer.path / RunFolder.CONFIG).write_text("{}")
+    run.publish(newer)
+    assert sorted(p.name for p in run.path.iterdir()) == [RunFolder.CONFIG]  # nothing stale beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging or old folder left
     other = tmp_path / "photos"
     other.mkdir()
     (other / "holiday.jpg").write_bytes(b"precious")
     with pytest.raises(RunExistsError, match="is not a run folder"):
-        RunFolder(other).claim(overwrite=True)
+        RunFolder(other).check_claim(overwrite=True)
+    # A config.json alone does not make a folder of someone's work a run.
+    (other / RunFolder.CONFIG).write_text("{}")
+    (other / "src").mkdir()
+    with pytest.raises(RunExistsError, match=r"holds files upright did not write \(holiday\.jpg, src\)"):
+        RunFolder(other).check_claim(overwrite=True)
     assert (other / "holiday.jpg").read_bytes() == b"precious"

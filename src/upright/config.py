@@ -64,7 +64,7 @@ class TrainConfig:
                          help="folder datasets: keep the prepared training images in memory (on) or "
                               "read them from disk every epoch (off); auto: on when they fit in a "
                               "quarter of the free memory")
-    eval_seed: int = setting(2024, section="data", low=0,
+    eval_seed: int = setting(2024, section="data", low=0, high=2**32 - 1,
                              help="seed of the validation and test angles (the same for every run)")
     # training augmentation
     train_resamplers: list[str] = setting(
@@ -120,7 +120,9 @@ class TrainConfig:
     max_time: float | None = setting(None, section="optim", above=0.0, metavar="DURATION",
                                      text=parse_duration,
                                      help="training time limit: 90s, 10m, 1h (best weights kept)")
-    seed: int = setting(0, section="optim", low=0, help="seed of the split, the weights and the turns")
+    # (numpy and Lightning take seeds below 2^32)
+    seed: int = setting(0, section="optim", low=0, high=2**32 - 1,
+                        help="seed of the split, the weights and the turns")
     # runtime
     eval_batch_size: int = setting(256, section="runtime", low=1,
                                    help="images per validation and test batch (memory, not results)")

@@ -13,7 +13,7 @@ import torch
 from upright import checkpoint, robustness
 from upright.angles import circular_difference
 from upright.confidence import DEFAULT_MIN_CONFIDENCE, calibration_report, selective_accuracy
-from upright.config import TrainConfig
+from upright.config import ConfigError, TrainConfig
 from upright.data.registry import load_source
 from upright.data.rotated import (
     RotatedSet,
@@ -36,7 +36,7 @@ from upright.evaluation import (
     summarise,
 )
 from upright.geometry import rotate_batch
-from upright.models.model import AngleModel, for_inference
+from upright.models.model import AngleModel, ModelSpec, for_inference
 from upright.runs import RunExistsError, RunFolder
 
 __all__ = ["RunExistsError", "train_run", "evaluate", "evaluate_run", "prepare_data",
@@ -76,43 +76,58 @@ def train_run(config: TrainConfig, run_dir: str | Path, progress: bool = True, r
               command: str | None = None, overwrite: bool = True) -> dict[str, Any]:
     """Train a recipe into ``run_dir``, then evaluate it (and write its report unless told
     not to); returns metrics.json's content. Without ``overwrite`` an existing run folder is
-    an error; with it, the old run is removed first so nothing stale is left beside the new
-    one. A run that fails leaves no folder behind it made. Each file is written once."""
+    an error; with it, the old run is replaced whole (nothing stale is left beside the new
+    one), and only once the new one is: the run is made in a folder beside it, so a run
+    that fails or is stopped leaves no folder behind and an earlier run as it was."""
     from upright.training import fit, make_trainer  # Lightning is slow to import: only here
 
     run = RunFolder(run_dir)
-    trainer = make_trainer(config, run.path, progress)
-    writer = trainer.is_global_zero  # under DDP, rank 0 alone writes the run folder
-    if writer:
-        run.check_claim(overwrite)  # refuses before the data is read
-    source, splits = prepare_data(config)
-    _check_splits(config, splits)
-    fit_input_format(config, source)
-    del source  # the splits hold copies; the whole source would only add to peak memory
-    created = run.claim(overwrite) if writer else False
+    run.check_claim(overwrite)  # refuses before anything is made or read
+    build_model(config.model, torch.device("meta"))  # a bad network setting too (no memory)
+    staged = run.staging()
     try:
+        trainer = make_trainer(config, staged.path, progress)
+        writer = trainer.is_global_zero  # under DDP, rank 0 alone writes the run folder
+        source, splits = prepare_data(config)
+        _check_splits(config, splits)
+        fit_input_format(config, source)
+        del source  # the splits hold copies; the whole source would only add to peak memory
         if writer:
-            run.write_config(config)
+            staged.write_config(config)
         torch.manual_seed(config.seed)
-        model = AngleModel(config.model)
-        training = fit(model, splits, config, run.path, progress=progress and writer, trainer=trainer)
+        model = build_model(config.model)
+        training = fit(model, splits, config, staged.path, progress=progress and writer, trainer=trainer)
         calibration = calibrate(model, validation_set(config, splits), config.eval_batch_size, config.fill)
         result = evaluate(model, splits, config, progress and writer, calibration)
         result.metrics["training"] = training
         if writer:
-            checkpoint.save(run.path, model, {"data": _data_info(config, splits), "training": training,
-                                              "made_by": made_by(command), "calibration": calibration,
-                                              "metrics": card_metrics(result.metrics)})
-            _write_evaluation(run, result)
-    except BaseException:
-        if created:  # nothing half-made: the folder this run made goes with it
-            run.remove()
-        raise
+            checkpoint.save(staged.path, model, {"data": _data_info(config, splits), "training": training,
+                                                 "made_by": made_by(command), "calibration": calibration,
+                                                 "metrics": card_metrics(result.metrics)})
+            _write_evaluation(staged, result)
+            run.check_claim(overwrite)  # still what it was when the run began
+            run.publish(staged)
+    finally:
+        staged.remove()  # gone once published; else (a failure, a stop, a rank > 0) not wanted
     if report and writer:
         from upright.report import write_report  # matplotlib: only when drawing
 
         write_report(run.path)
     return result.metrics
+
+
+def build_model(spec: ModelSpec, device: torch.device | None = None) -> AngleModel:
+    """The network a config's model settings describe; a setting it cannot take (an option
+    the backbone or head does not have, 0 bins, a size the layers cannot reduce) is one
+    ConfigError naming the settings, not a traceback."""
+    try:
+        checkpoint.check_spec(spec.to_dict())
+        with device or torch.device("cpu"):
+            return AngleModel(spec)
+    except (TypeError, ValueError, KeyError, IndexError, ArithmeticError, RuntimeError,
+            NotImplementedError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"model settings ({spec.backbone} + {spec.head}): {text}") from None
 
 
 def _check_splits(config: TrainConfig, splits: Splits) -> None:

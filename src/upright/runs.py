@@ -8,7 +8,9 @@ Nothing else in upright spells these names; every write is atomic (``upright.fil
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,10 @@ import numpy as np
 from upright import checkpoint, fileio
 from upright.config import TrainConfig
 from upright.errors import UserError
+
+# Name parts of a run being trained and of one being replaced, beside their final place.
+STAGING = "upright-training-"
+REPLACED = "upright-replaced-"
 
 
 class RunFolderError(FileNotFoundError):
@@ -41,6 +47,10 @@ class RunFolder:
     ONNX = "model.onnx"
     # A folder with none of these is not a run, and --overwrite does not remove it.
     MARKERS = (CONFIG, MODEL_INFO, METRICS)
+    # Everything upright puts in a run folder (``samples``: the quickstart's images);
+    # a folder that holds anything else is someone's work, never replaced.
+    OWN_NAMES = {CONFIG, MODEL_INFO, WEIGHTS, LOG, METRICS, PREDICTIONS, SAMPLES, PLOTS, REPORT_HTML,
+                 REPORT_MD, ONNX, "samples", "hparams.yaml"}
     # Who writes what, for the error that says a file is missing.
     WRITTEN_BY = {CONFIG: "training", MODEL_INFO: "training", WEIGHTS: "training", LOG: "training",
                   METRICS: "evaluation", PREDICTIONS: "evaluation", SAMPLES: "evaluation",
@@ -70,8 +80,9 @@ class RunFolder:
 
     # ----- making and replacing -----
     def check_claim(self, overwrite: bool) -> bool:
-        """Whether ``claim`` would replace an existing run; RunExistsError where it would
-        refuse (a file, a run without ``overwrite``, a folder that is not a run). Reads only."""
+        """Whether training into this folder replaces an existing run; RunExistsError where
+        it must not (a file, a run without ``overwrite``, a folder that is not a run or holds
+        files upright did not write). Reads only."""
         if not self.path.exists():
             return False
         if not self.path.is_dir():
@@ -83,17 +94,32 @@ class RunFolder:
                                  "to replace it or --name to choose another")
         if not self.is_run():
             raise RunExistsError(f"{self.path}: exists and is not a run folder; not replacing it")
+        foreign = sorted(p.name for p in self.path.iterdir()
+                         if p.name not in self.OWN_NAMES and not fileio.is_temp_name(p.name))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise RunExistsError(f"{self.path}: holds files upright did not write ({shown}); "
+                                 "not replacing it")
         return True
 
-    def claim(self, overwrite: bool) -> bool:
-        """Make ready to train into: an empty or missing folder is fine; an existing run
-        needs ``overwrite`` and is then removed whole (nothing stale stays beside the new
-        one); anything else is refused. Returns whether the folder is made by this run."""
-        if self.check_claim(overwrite):
-            shutil.rmtree(self.path)
-        created = not self.path.exists()
-        self.path.mkdir(parents=True, exist_ok=True)
-        return created
+    def staging(self) -> RunFolder:
+        """A new, empty folder beside this one to train into; ``publish`` puts it in this
+        one's place once the run is whole, so a run that fails or is stopped leaves an
+        earlier run of the name as it was."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return RunFolder(tempfile.mkdtemp(prefix=f".{self.path.name}.{STAGING}", dir=self.path.parent))
+
+    def publish(self, staged: RunFolder) -> None:
+        """The staged run takes this folder's place; what was here (a run ``check_claim``
+        allowed replacing, or an empty folder) is moved aside first and removed last, so an
+        interruption between the two renames leaves it beside, not lost."""
+        aside = None
+        if os.path.lexists(self.path):
+            aside = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.{REPLACED}", dir=self.path.parent))
+            os.replace(self.path, aside / self.path.name)
+        os.replace(staged.path, self.path)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

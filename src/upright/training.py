@@ -341,7 +341,12 @@ def fit(model: AngleModel, splits: Splits, config: TrainConfig, run_dir: Path,
     module = AngleModule(model, config)
     data = RotationDataModule(splits, config)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=data)
+    try:
+        trainer.fit(module, datamodule=data)
+    except SystemExit as exc:
+        # Lightning ends a Ctrl-C with exit(1) and a SIGTERM with exit(None) - success, to a
+        # scheduler - and says nothing: both are an interruption (upright's 130 and message).
+        raise KeyboardInterrupt from exc
     seconds = distributed.from_rank_zero(time.perf_counter() - started)
     if best.state is not None:  # else stopped (time limit) before the first validation
         model.load_state_dict(best.state)

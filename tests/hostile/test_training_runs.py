@@ -58,3 +58,64 @@ def test_item17_overwrite_never_removes_a_folder_that_is_not_a_run(tmp_path, cap
     assert _train(folder, tmp_path / "runs", "--overwrite") == 2
     assert "not a run folder" in capsys.readouterr().err
     assert (tmp_path / "runs" / "r" / "thesis.tex").read_text() == "precious"
+
+
+def test_a_retrain_that_fails_or_is_stopped_leaves_the_earlier_run_as_it_was(tmp_path, capsys, monkeypatch):
+    """The new run is made beside the old one and takes its place only when whole."""
+    import pytest
+
+    from upright import experiments
+
+    folder = _folder(tmp_path / "imgs", 12)
+    runs = tmp_path / "runs"
+    assert _train(folder, runs) == 0
+    before = {p.name: p.read_bytes() for p in (runs / "r").iterdir() if p.is_file()}
+    # A setting the network refuses, found only once the data is read.
+    assert _train(folder, runs, "--overwrite", "--head-option", "no_such_option=1") == 2
+    assert "no_such_option" in capsys.readouterr().err
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiments, "evaluate", stop)  # Ctrl-C after training, while evaluating
+    with pytest.raises(KeyboardInterrupt):
+        experiments.train_run(experiments.load_run_config(runs / "r"), runs / "r", progress=False,
+                              report=False, overwrite=True)
+    assert {p.name: p.read_bytes() for p in (runs / "r").iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in runs.iterdir()) == ["r"]  # no staging folder left beside it
+
+
+def test_overwrite_never_removes_a_folder_holding_more_than_a_run(tmp_path, capsys):
+    folder = _folder(tmp_path / "imgs", 12)
+    project = tmp_path / "runs" / "r"
+    (project / "src").mkdir(parents=True)
+    (project / "config.json").write_text("{}")  # a file of the same name is no proof of a run
+    (project / "src" / "main.py").write_text("precious")
+    assert _train(folder, tmp_path / "runs", "--overwrite") == 2
+    assert "holds files upright did not write (src)" in capsys.readouterr().err
+    assert (project / "src" / "main.py").read_text() == "precious"
+
+
+def test_ctrl_c_or_sigterm_during_training_is_an_interruption_not_success(tmp_path, capsys, monkeypatch):
+    """Lightning turns Ctrl-C into exit(1) and SIGTERM into exit(0), silently: a scheduler
+    would have recorded the stopped run as a success."""
+    import os
+    import signal
+
+    from upright import training
+
+    folder = _folder(tmp_path / "imgs", 12)
+    original = training.AngleModule.training_step
+    for how in ("sigterm", "ctrl-c"):
+        def step(self, batch, index, how=how):
+            if index == 0:
+                if how == "sigterm":
+                    os.kill(os.getpid(), signal.SIGTERM)
+                else:
+                    raise KeyboardInterrupt
+            return original(self, batch, index)
+
+        monkeypatch.setattr(training.AngleModule, "training_step", step)
+        assert _train(folder, tmp_path / "runs", "--max-epochs", "3") == 130, how
+        assert capsys.readouterr().err.strip().splitlines()[-1] == "upright: interrupted"
+        assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())

@@ -33,3 +33,23 @@ def test_tiny_compare_writes_a_row_per_head(tmp_path, glyph_folder):
                     report=False)
     assert weights.stat().st_mtime_ns == before
     assert again["heads"]["unitvec"]["test_within_5"] == result["heads"]["unitvec"]["test_within_5"]
+
+    # Asked with other settings, the kept runs are not passed off as them: an error before any
+    # work, or with overwrite a retrain.
+    import pytest
+
+    from upright.errors import UserError
+
+    other = {**overrides, "lr": overrides.get("lr", 1e-3) * 3}
+    with pytest.raises(UserError, match=r"unitvec-seed0: trained with other settings \(lr: "):
+        compare(["unitvec"], runs=1, out_dir=tmp_path / "cmp", overrides=other, progress=False,
+                report=False)
+    assert weights.stat().st_mtime_ns == before
+    retrained = compare(["unitvec"], runs=1, out_dir=tmp_path / "cmp", overrides=other, progress=False,
+                        report=False, overwrite=True)
+    assert weights.stat().st_mtime_ns != before
+    saved_lr = json.loads((tmp_path / "cmp" / "unitvec-seed0" / "config.json").read_text())["lr"]
+    assert saved_lr == other["lr"] and retrained["overrides"]["lr"] == other["lr"]
+    with pytest.raises(UserError, match="runs must be 1 or more"):
+        compare(["unitvec"], runs=0, out_dir=tmp_path / "cmp0", overrides=overrides, progress=False)
+    assert not (tmp_path / "cmp0").exists()

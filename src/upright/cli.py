@@ -326,7 +326,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                  if v != make_config(args.recipe).to_dict().get(k)}
     out = args.output or args.runs_dir / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     compare(args.heads, args.runs, out, args.recipe, overrides, progress=not args.no_progress,
-            report=not args.no_report)
+            report=not args.no_report, overwrite=args.overwrite)
     print((Path(out) / "compare.md").read_text())
     print(f"comparison folder: {out}")
     return 0
@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "each, and tabulate them (compare.md, compare.json, compare.png)")
     _train_arguments(p)
     p.add_argument("--heads", nargs="+", default=sorted(HEADS), choices=sorted(HEADS))
-    p.add_argument("--runs", type=int, default=3, help="runs (seeds 0..N-1) per head")
+    p.add_argument("--runs", type=positive_int, default=3, help="runs (seeds 0..N-1) per head")
     p.add_argument("-o", "--output", type=Path, help="comparison folder")
     p.set_defaults(func=cmd_compare)
 

@@ -14,7 +14,9 @@ import numpy as np
 
 from upright import checkpoint, fileio
 from upright.angles import circular_error
+from upright.config import TrainConfig, setting_fields
 from upright.data.rotated import FIXED_ANGLES, fixed_angle_set
+from upright.errors import UserError
 from upright.evaluation import per_angle, predict_set, summarise
 from upright.experiments import prepare_data, train_run
 from upright.recipes import make_config
@@ -51,6 +53,24 @@ def run_metrics(run_dir: Path, seam_images: np.ndarray, batch_size: int, fill: f
     }
 
 
+def setting_differences(saved: Any, config: TrainConfig) -> list[str]:
+    """The settings that make a run (not how it ran, nor what the data decides) in which a
+    saved config.json and ``config`` differ, as "key: saved there, wanted now"."""
+    if not isinstance(saved, dict):
+        return ["config.json: not a JSON object"]
+    wanted = config.to_dict()
+    differences = []
+    for key, f in setting_fields().items():
+        if f.metadata.get("section") == "runtime" or f.metadata.get("derived"):
+            continue
+        group, _, name = key.rpartition(".")
+        there = (saved.get(group) or {}).get(name) if group else saved.get(name)
+        now = wanted[group][name] if group else wanted[name]
+        if there != now:
+            differences.append(f"{key}: {there!r} there, {now!r} now")
+    return differences
+
+
 def _mean_sd(values: list[float]) -> dict[str, float]:
     arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
     return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
@@ -58,28 +78,44 @@ def _mean_sd(values: list[float]) -> dict[str, float]:
 
 def compare(heads: list[str], runs: int, out_dir: str | Path, recipe: str = "mnist-published",
             overrides: dict[str, Any] | None = None, progress: bool = True,
-            report: bool = True) -> dict[str, Any]:
+            report: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """Train (or keep, where an earlier comparison in ``out_dir`` trained it with the same
+    settings) ``runs`` runs per head and tabulate them. A run there trained with other
+    settings is retrained with ``overwrite``, else an error before any work."""
+    if runs < 1:
+        raise UserError(f"runs must be 1 or more, got {runs}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a folder")
     overrides = dict(overrides or {})
-    base = make_config(recipe, overrides)
-    _, splits = prepare_data(base)
-    per_head: dict[str, list[dict]] = {}
+    plan = []
     for head in heads:
-        per_head[head] = []
         for seed in range(runs):
             model = {**overrides.get("model", {}), "head": head}
             config = make_config(recipe, {**overrides, "model": model, "seed": seed})
             run_dir = out_dir / f"{head}-seed{seed}"
-            if RunFolder(run_dir).file(RunFolder.METRICS).is_file():  # finished earlier: resume
-                if progress:
-                    print(f"[compare] {head} run {seed + 1}/{runs}: kept {run_dir}", flush=True)
-            else:
-                if progress:
-                    print(f"[compare] {head} run {seed + 1}/{runs} -> {run_dir}", flush=True)
-                train_run(config, run_dir, progress=progress, report=report)
-            per_head[head].append(run_metrics(run_dir, splits.test.images, config.eval_batch_size,
-                                              config.fill))
+            keep = RunFolder(run_dir).file(RunFolder.METRICS).is_file()  # finished earlier: resume
+            if keep:
+                differences = setting_differences(RunFolder(run_dir).config_dict(), config)
+                if differences and not overwrite:
+                    raise UserError(f"{run_dir}: trained with other settings ({differences[0]}); "
+                                    "pass --overwrite to retrain it, or -o another folder")
+                keep = not differences
+            plan.append((head, seed, config, run_dir, keep))
+    base = make_config(recipe, overrides)
+    _, splits = prepare_data(base)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_head: dict[str, list[dict]] = {head: [] for head in heads}
+    for head, seed, config, run_dir, keep in plan:
+        if keep:
+            if progress:
+                print(f"[compare] {head} run {seed + 1}/{runs}: kept {run_dir}", flush=True)
+        else:
+            if progress:
+                print(f"[compare] {head} run {seed + 1}/{runs} -> {run_dir}", flush=True)
+            train_run(config, run_dir, progress=progress, report=report, overwrite=overwrite)
+        per_head[head].append(run_metrics(run_dir, splits.test.images, config.eval_batch_size,
+                                          config.fill))
     table = _table(per_head)
     result = {"recipe": recipe, "overrides": overrides, "runs_per_head": runs,
               "near_seam_threshold": NEAR_SEAM, "heads": table, "runs": per_head}

@@ -62,3 +62,40 @@ def test_run_folder_without_log_names_what_is_missing(tiny_run, tmp_path, capsys
 def test_training_writes_the_report_by_default(tiny_run):
     assert (tiny_run / "report.html").is_file() and (tiny_run / "report.md").is_file()
     assert all((tiny_run / "plots" / f"{name}.png").is_file() for name in set(PLOTS) - {"calibration"})
+
+
+@pytest.mark.parametrize("damage", ["mae is text", "no test results", "a list", "config a list"])
+def test_a_damaged_metrics_or_config_file_is_one_line_and_redraws_nothing(tiny_run, tmp_path, capsys, damage):
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    metrics = json.loads((copy / "metrics.json").read_text())
+    if damage == "mae is text":
+        metrics["test"]["circular_mae"] = "abc"
+    elif damage == "no test results":
+        metrics = {}
+    elif damage == "a list":
+        metrics = []
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    if damage == "config a list":
+        (copy / "config.json").write_text("[1]")
+    before = {p.name: p.stat().st_mtime_ns for p in (copy / "plots").iterdir()}
+    report = (copy / "report.html").read_bytes()
+    assert main(["report", str(copy)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("metrics.json" in err[0] or "config.json" in err[0]), err
+    assert {p.name: p.stat().st_mtime_ns for p in (copy / "plots").iterdir()} == before
+    assert (copy / "report.html").read_bytes() == report
+
+
+@pytest.mark.parametrize("edit, words", [({"batch_size": -3}, "batch_size: -3 is out of range"),
+                                         ({"dataset": 5}, "dataset: expected text"),
+                                         ({"model": [1]}, '"model" is not a JSON object')])
+def test_a_config_json_is_checked_as_a_command_line_would_be(tiny_run, tmp_path, edit, words):
+    from upright.runs import RunFolder
+
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, **edit}))
+    with pytest.raises(RunFolderError, match=words):
+        RunFolder(copy).config()

@@ -10,7 +10,7 @@ from typing import Any
 
 from upright import fileio
 from upright.plots import draw_all
-from upright.runs import RunFolder
+from upright.runs import RunFolder, RunFolderError
 
 TITLES = {
     "learning_curves": "Learning curves",
@@ -132,6 +132,21 @@ img{max-width:100%;border:1px solid #ddd}pre{background:#f7f7f7;padding:1em;over
 .card b{display:block;font-size:1.6em}"""
 
 
+def _check_report_inputs(run: RunFolder, metrics: Any, config: Any) -> None:
+    """metrics.json and config.json hold what the report reads, or one RunFolderError
+    naming the file (a hand-edited or damaged file must not end in a traceback)."""
+    metrics_path, config_path = run.file(RunFolder.METRICS), run.file(RunFolder.CONFIG)
+    test = metrics.get("test") if isinstance(metrics, dict) else None
+    if not isinstance(test, dict):
+        raise RunFolderError(f"{metrics_path}: no \"test\" results in it; run upright evaluate {run.path}")
+    for key in ("circular_mae", "linear_mae", "within_5", "count"):
+        if isinstance(test.get(key), bool) or not isinstance(test.get(key), (int, float)):
+            raise RunFolderError(f"{metrics_path}: test.{key} is {test.get(key)!r}, not a number; "
+                                 f"run upright evaluate {run.path}")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise RunFolderError(f"{config_path}: not a run's config (no \"model\" object)")
+
+
 def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     """Draw the plots and write report.html and report.md into the run folder."""
     run = RunFolder(run_dir)
@@ -139,7 +154,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     metrics = run.metrics("cannot write the report")
     config = run.config_dict()
     model_info = run.model_info()
-    plots = draw_all(run_dir)
+    _check_report_inputs(run, metrics, config)  # before a plot is redrawn: all or nothing
     name = run_dir.resolve().name
     test = metrics["test"]
     tables = [("Summary", _summary_table(metrics))]
@@ -192,6 +207,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
                 f"within ±5° modulo 90° {blank['within_5_modulo_90']:.1%} (chance: about 11%).")
         parts.append(f"<h2>Border cue</h2><p>{html.escape(text)}</p>")
         md += ["## Border cue", "", text, ""]
+    plots = draw_all(run_dir)  # last: a report that cannot be written redraws nothing
     for key, path in plots.items():
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         parts.append(f"<h2>{html.escape(TITLES[key])}</h2>"

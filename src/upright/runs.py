@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from upright import checkpoint, fileio
-from upright.config import TrainConfig
+from upright.config import TrainConfig, validate
 from upright.errors import UserError
 
 # Name parts of a run being trained and of one being replaced, beside their final place.
@@ -133,7 +133,13 @@ class RunFolder:
         data = _read_json(path)
         if not isinstance(data, dict) or not data:
             raise RunFolderError(f"{path}: empty or not a JSON object; retrain the run")
-        return TrainConfig.from_dict(data)
+        if not isinstance(data.get("model", {}), dict):
+            raise RunFolderError(f"{path}: \"model\" is not a JSON object; retrain the run")
+        try:  # every setting checked as a command line's would be: a file is input too
+            return validate(TrainConfig.from_dict(data))
+        except (TypeError, ValueError, AttributeError) as exc:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RunFolderError(f"{path}: {text}") from None
 
     def config_dict(self) -> dict[str, Any]:
         """config.json as written (the report shows it verbatim)."""

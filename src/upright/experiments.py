@@ -83,6 +83,9 @@ def train_run(config: TrainConfig, run_dir: str | Path, progress: bool = True, r
 
     run = RunFolder(run_dir)
     run.check_claim(overwrite)  # refuses before anything is made or read
+    kind, _, folder = config.dataset.partition(":")
+    if kind == "folder":  # recorded whole: the run is evaluated later from any directory
+        config.dataset = f"folder:{Path(folder).expanduser().resolve()}"
     build_model(config.model, torch.device("meta"))  # a bad network setting too (no memory)
     staged = run.staging()
     try:
@@ -287,6 +290,7 @@ def evaluate_run(run_dir: str | Path, progress: bool = True, report: bool = True
     config = run.config()
     model, info = checkpoint.load(run.path)
     _, splits = prepare_data(config)
+    _check_same_split(config, splits, info)
     calibration = calibrate(model, validation_set(config, splits), config.eval_batch_size, config.fill)
     result = evaluate(model, splits, config, progress, calibration)
     result.metrics["training"] = info.get("training", {})
@@ -300,6 +304,20 @@ def evaluate_run(run_dir: str | Path, progress: bool = True, report: bool = True
 
         write_report(run.path)
     return result.metrics
+
+
+def _check_same_split(config: TrainConfig, splits: Splits, info: dict[str, Any]) -> None:
+    """The data still splits into the images the run was trained and tested on: a folder
+    that gained or lost files splits otherwise, and its test set would then hold images
+    the model trained on."""
+    then = (info.get("data") or {}).get("images") if isinstance(info.get("data"), dict) else None
+    now = {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)}
+    if isinstance(then, dict) and then and then != now:
+        shown = "/".join(str(then.get(k)) for k in now)
+        raise DatasetError(f"{config.dataset}: splits into {now['train']}/{now['val']}/{now['test']} "
+                           f"images (train/validation/test), the run was made with {shown}: the "
+                           "data changed since, and its test set would hold other images (some "
+                           "the model trained on); train a new run on it instead")
 
 
 def _samples(model: AngleModel, splits: Splits, config: TrainConfig) -> dict[str, np.ndarray]:

@@ -119,3 +119,32 @@ def test_ctrl_c_or_sigterm_during_training_is_an_interruption_not_success(tmp_pa
         assert _train(folder, tmp_path / "runs", "--max-epochs", "3") == 130, how
         assert capsys.readouterr().err.strip().splitlines()[-1] == "upright: interrupted"
         assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+def test_a_folder_run_is_evaluated_from_anywhere_but_not_on_a_folder_that_changed(tmp_path, monkeypatch):
+    import pytest
+
+    from upright.errors import DatasetError
+    from upright.experiments import evaluate_run
+
+    monkeypatch.chdir(tmp_path)
+    _folder(tmp_path / "imgs", 12)
+    assert main(["train", "--dataset", "folder:imgs", "--image-size", "16", "--max-epochs", "1",
+                 "--batch-size", "8", "--angles-per-epoch", "1", "--val-angles", "1", "--test-angles",
+                 "1", "--suite-angles", "1", "--runs-dir", "runs", "--name", "r", "--no-progress",
+                 "--no-report"]) == 0
+    config = json.loads((tmp_path / "runs" / "r" / "config.json").read_text())
+    assert config["dataset"] == f"folder:{tmp_path / 'imgs'}"  # whole, not as typed
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    metrics = json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text())
+    assert evaluate_run(tmp_path / "runs" / "r", progress=False, report=False)["test"] == metrics["test"]
+    metrics = json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text())
+    rng = np.random.default_rng(1)
+    for i in range(6):  # more images: the seeded split moves, the old test set is gone
+        pixels = rng.integers(0, 255, (24, 24), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "imgs" / f"new{i}.png")
+    with pytest.raises(DatasetError, match="the data changed since"):
+        evaluate_run(tmp_path / "runs" / "r", progress=False, report=False)
+    assert json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text()) == metrics  # untouched

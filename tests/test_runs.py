@@ -82,6 +82,9 @@ def test_a_missing_or_damaged_file_is_a_one_line_error_naming_it(tiny_run, tmp_p
     run.file(RunFolder.PREDICTIONS).write_bytes(data[: len(data) // 2])
     with pytest.raises(RunFolderError, match=r"predictions\.npz: damaged or truncated"):
         run.predictions()
+    run.file(RunFolder.PREDICTIONS).write_text("plain text, no zip")  # numpy would suggest unpickling
+    with pytest.raises(RunFolderError, match=r"predictions\.npz: damaged or truncated \(not a zip"):
+        run.predictions()
     run.file(RunFolder.CONFIG).write_text("{}")
     with pytest.raises(RunFolderError, match=r"config\.json: empty"):
         run.config()

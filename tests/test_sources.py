@@ -97,3 +97,17 @@ def test_train_on_a_folder_then_correct_a_file(image_folder, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "out" / "angles.csv")))
     assert len(rows) == 1 and rows[0]["action"] == "rotated"
     assert _tree_digest(image_folder) == before
+
+
+def test_exclude_names_groups_that_exist_and_is_refused_for_a_folder(glyph_folder):
+    from upright.data.registry import load_source
+    from upright.data.source import split_source
+    from upright.errors import DatasetError
+
+    folder = load_source(f"folder:{glyph_folder}", image_size=16)
+    with pytest.raises(DatasetError, match="a folder's images are not in groups"):
+        split_source(folder, excluded_groups=[0, 1])
+    assert len(split_source(folder, excluded_groups=[]).train) > 0  # "exclude none" is fine
+    mnist = load_source("mnist")
+    with pytest.raises(DatasetError, match="no digit 42 to exclude"):
+        split_source(mnist, excluded_groups=[42])

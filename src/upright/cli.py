@@ -189,8 +189,13 @@ def _print_metrics(metrics: dict[str, Any], run_dir: Path) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from PIL import Image
+
     from upright.experiments import train_run
 
+    # A folder's images are read with upright's own pixel limit (a file over it is named as
+    # skipped); Pillow's lower warning threshold would only print its own line and source.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     config = _config_from_args(args)
     run_dir = _run_dir(args)
     metrics = train_run(config, run_dir, progress=not args.no_progress, report=not args.no_report,

@@ -198,5 +198,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # numpy takes a file that is no zip for a pickle and suggests allow_pickle=True:
+        # never, for a file anyone could have put there.
+        text = "not a zip of arrays" if "pickle" in str(exc) else (
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise RunFolderError(f"{path}: damaged or truncated ({text}); rerun the evaluation") from exc

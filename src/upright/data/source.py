@@ -68,6 +68,13 @@ def split_source(
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     excluded = source.default_excluded_groups if excluded_groups is None else tuple(excluded_groups)
+    if excluded_groups and source.group_kind == "file":
+        raise DatasetError(f"{source.name}: --exclude names MNIST digits or Olivetti people; a "
+                           "folder's images are not in groups (move the files out instead)")
+    unknown = sorted(set(excluded) - set(np.unique(source.groups).tolist()))
+    if unknown:
+        raise DatasetError(f"{source.name}: no {source.group_kind} {unknown[0]} to exclude "
+                           f"(its {source.group_kind}s: {source.groups.min()}-{source.groups.max()})")
     keep = ~np.isin(source.groups, np.asarray(excluded, dtype=source.groups.dtype))
     pool = np.flatnonzero(keep & ~source.is_test)
     test = np.flatnonzero(keep & source.is_test)

@@ -191,32 +191,43 @@ def _reduced(size: int, scale: int) -> int:
     return -(-size // scale)  # libjpeg rounds a scaled side up
 
 
-# Marker codes that may end a scan's entropy-coded data: SOFn, DHT, DAC (C0-CF), EOI,
-# SOS, DQT, DNL, DRI, DHP, EXP (D9-DF), APPn (E0-EF) and COM. Any other byte after a 0xFF
-# there (besides 00: a stuffed 0xFF, D0-D7: restarts, FF: fill) is damage.
-_SCAN_END_MARKERS = np.zeros(256, bool)
-_SCAN_END_MARKERS[[*range(0xC0, 0xD0), *range(0xD9, 0xF0), 0xFE]] = True
+# Markers that may follow a scan's entropy-coded data (SOS, DHT, DAC, DQT, DNL, DRI, APPn,
+# COM) or end the image (EOI). Any other byte after a 0xFF in a scan (besides 00: a stuffed
+# 0xFF, D0-D7: restarts, FF: fill) is damage.
+_AFTER_SCAN_MARKERS = np.zeros(256, bool)
+_AFTER_SCAN_MARKERS[[0xC4, 0xCC, 0xD9, 0xDA, 0xDB, 0xDC, 0xDD, *range(0xE0, 0xF0), 0xFE]] = True
 
 
 def _scan_markers_valid(data: np.ndarray) -> bool:
-    """Whether every marker inside and between the scans of a JPEG is one a scan may end
-    at. libjpeg meets any other as a broken entropy stream: it warns on stderr, without
-    the file's name, and fills the rest of the image with grey, which OpenCV returns as
-    if nothing were wrong (Pillow refuses the file). Segment payloads are skipped by their
-    lengths; a false answer only sends the file to Pillow."""
+    """Whether the markers inside and between the scans of a JPEG are where and what they
+    may be. libjpeg meets anything else as a broken entropy stream: it warns on stderr,
+    without the file's name, and fills the rest of the image with grey, which OpenCV
+    returns as if nothing were wrong (Pillow refuses most such files). A marker segment
+    must end where the next marker begins, and the image's end marker must be the file's
+    end. False only sends the file to Pillow's decoder, so the check is strict."""
     ff = np.flatnonzero(data[:-1] == 0xFF)  # one pass over the file; the rest on these few
     after_ff = data[ff + 1]
     candidates = ff[(after_ff != 0x00) & (after_ff != 0xFF) & ((after_ff < 0xD0) | (after_ff > 0xD7))]
-    position = 2  # past SOI
+    first_scan = data[:-1].tobytes().find(b"\xff\xda")
+    if first_scan < 0:
+        return False
+    position, in_segments = first_scan, True  # the header before the first scan is Pillow's to judge
     for at in candidates.tolist():
         if at < position:
             continue  # inside a segment's payload
+        if in_segments and at != position and data[position:at].min() != 0xFF:
+            return False  # bytes between a segment's end and the next marker (fill bytes aside)
         marker = int(data[at + 1])
         if marker == 0xD9:
-            return True  # end of image: what follows (a phone's trailer) is not ours
-        if not _SCAN_END_MARKERS[marker] or at + 4 > len(data):
+            return at + 2 == len(data)  # an end marker mid-file: damage, or a trailer for Pillow
+        if not _AFTER_SCAN_MARKERS[marker] or at + 4 > len(data):
             return False
-        position = at + 2 + (int(data[at + 2]) << 8 | int(data[at + 3]))
+        length = int(data[at + 2]) << 8 | int(data[at + 3])
+        if marker == 0xDA and not (at + 5 <= len(data) and 1 <= data[at + 4] <= 4
+                                   and length == 6 + 2 * int(data[at + 4])):
+            return False  # a scan header's length follows from its component count
+        position = at + 2 + length
+        in_segments = marker != 0xDA  # after SOS's header come the scan's data, then a marker
     return False
 
 

@@ -107,7 +107,9 @@ class RunFolder:
         one's place once the run is whole, so a run that fails or is stopped leaves an
         earlier run of the name as it was."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        return RunFolder(tempfile.mkdtemp(prefix=f".{self.path.name}.{STAGING}", dir=self.path.parent))
+        staged = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.{STAGING}", dir=self.path.parent))
+        staged.chmod(0o777 & ~fileio.current_umask())  # mkdtemp's 0700 would make the run private
+        return RunFolder(staged)
 
     def publish(self, staged: RunFolder) -> None:
         """The staged run takes this folder's place; what was here (a run ``check_claim``
@@ -117,7 +119,12 @@ class RunFolder:
         if os.path.lexists(self.path):
             aside = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.{REPLACED}", dir=self.path.parent))
             os.replace(self.path, aside / self.path.name)
-        os.replace(staged.path, self.path)
+        try:
+            os.replace(staged.path, self.path)
+        except BaseException:  # (an interrupt between the renames too) the old run goes back
+            if aside is not None and not os.path.lexists(self.path):
+                os.replace(aside / self.path.name, self.path)
+            raise
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
 

@@ -68,17 +68,43 @@ def test_valid_jpegs_pass_the_marker_check_and_decode_as_pillow_does(tmp_path, v
         data = _jpeg(pixels[:, :, 0])
     else:
         data = _jpeg(pixels, progressive=variant == "progressive", optimize=variant == "optimised")
-    if variant == "trailer":  # what some phones append after the image's end marker (the check
-        # stops there: bytes that would be damage inside a scan are none of its business)
+    if variant == "trailer":  # what some phones append after the image's end marker
         data += b"\x00\x00MPF trailer \xff\x37 \xff\xd9"
-    assert imagefiles._scan_markers_valid(np.frombuffer(data, np.uint8))
     path = tmp_path / "photo.jpg"
     path.write_bytes(data)
+    if variant == "trailer":  # an end marker before the file's end: left to Pillow, which reads it
+        assert not imagefiles._scan_markers_valid(np.frombuffer(data, np.uint8))
+        with Image.open(path) as opened:
+            np.testing.assert_array_equal(imagefiles.read_image(path).pixels, np.asarray(opened))
+        return
+    assert imagefiles._scan_markers_valid(np.frombuffer(data, np.uint8))
     with Image.open(path) as opened:
         fast = imagefiles._read_plain_jpeg(path, opened)
         reference = np.asarray(opened.convert(opened.mode))
     assert fast is not None and fast.pixels.shape == reference.shape
     assert np.abs(fast.pixels.astype(int) - reference).max() <= 2  # two IDCTs, same file
+
+
+@pytest.mark.parametrize("marker", [0xC4, 0xE1, 0xFE, 0xDB, 0xDA, 0xD9, 0x37])
+def test_one_damaged_marker_in_a_scan_is_caught_whichever_it_is(tmp_path, marker):
+    """Two bytes overwritten mid-scan with a marker that may legitimately follow a scan (a
+    table, an APP or comment segment, a scan header, the end): its bogus length must not
+    carry the check past the damage. The file then goes to Pillow: refused, or decoded as
+    Pillow decodes it, never OpenCV's grey."""
+    data = bytearray(_jpeg(_photo(4)))
+    middle = (data.find(b"\xff\xda") + len(data)) // 2
+    data[middle:middle + 2] = bytes([0xFF, marker])
+    assert not imagefiles._scan_markers_valid(np.frombuffer(bytes(data), np.uint8))
+    path = tmp_path / "damaged.jpg"
+    path.write_bytes(bytes(data))
+    try:
+        with Image.open(path) as opened:
+            reference = np.asarray(opened.convert("RGB"))
+    except OSError:
+        with pytest.raises(imagefiles.ImageFileError, match="damaged.jpg: corrupt or truncated"):
+            imagefiles.read_image(path)
+    else:
+        np.testing.assert_array_equal(imagefiles.read_image(path).pixels, reference)
 
 
 def test_the_marker_check_refuses_a_stray_marker_but_skips_segment_payloads():
@@ -122,16 +148,16 @@ def test_a_png_whose_data_ends_before_its_last_row_fails(model, tmp_path):
     assert not (tmp_path / "out" / "short.png").exists()
 
 
-@pytest.mark.parametrize("kind", ["grey", "interlaced", "palette", "16-bit", "1-bit", "grey+alpha", "rgb"])
+@pytest.mark.parametrize("kind", ["grey", "palette", "16-bit", "1-bit", "grey+alpha", "rgb"])
 def test_complete_pngs_ending_in_a_black_row_are_read_whole(tmp_path, kind):
     pixels = np.zeros((61, 37), np.uint8)
     pixels[:40] = np.random.default_rng(0).integers(1, 255, (40, 37))  # black from row 40 down
-    image = {"grey": Image.fromarray(pixels), "interlaced": Image.fromarray(pixels),
+    image = {"grey": Image.fromarray(pixels),
              "palette": Image.fromarray(pixels).convert("P"),
              "16-bit": Image.fromarray(pixels.astype(np.uint16) * 257),
              "1-bit": Image.fromarray(pixels > 128), "grey+alpha": Image.fromarray(np.dstack([pixels] * 2)),
              "rgb": Image.fromarray(np.dstack([pixels] * 3))}[kind]
-    image.save(tmp_path / "image.png", interlace=int(kind == "interlaced"))
+    image.save(tmp_path / "image.png")
     decoded = imagefiles.read_image(tmp_path / "image.png")
     assert decoded.pixels.shape[:2] == (61, 37)
     first = decoded.pixels if decoded.pixels.ndim == 2 else decoded.pixels[..., 0]
@@ -155,3 +181,27 @@ def test_an_interlaced_png_cut_short_fails(tmp_path):
                                          + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
     with pytest.raises(imagefiles.ImageFileError, match="ends before its last row"):
         imagefiles.read_image(tmp_path / "short.png")
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_a_complete_interlaced_png_ending_in_black_rows_is_read_whole(tmp_path, depth):
+    """Written by hand (Pillow writes no interlaced PNG): Adam7's seven passes, each row
+    unfiltered, on an odd size whose last rows are black."""
+    import struct
+    import zlib
+
+    height, width = 61, 37
+    pixels = np.zeros((height, width), np.uint16 if depth == 16 else np.uint8)
+    pixels[:45] = np.random.default_rng(2).integers(1, 2 ** depth - 1, (45, width))
+    stored = pixels.astype(">u2") if depth == 16 else pixels
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+              (0, 1, 1, 2)]
+    raw = b"".join(b"\0" + stored[y, x0::dx].tobytes()
+                   for x0, y0, dx, dy in passes if x0 < width for y in range(y0, height, dy))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 1)
+    (tmp_path / "interlaced.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                                              + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    np.testing.assert_array_equal(imagefiles.read_image(tmp_path / "interlaced.png").pixels, pixels)

@@ -53,3 +53,23 @@ def test_tiny_compare_writes_a_row_per_head(tmp_path, glyph_folder):
     with pytest.raises(UserError, match="runs must be 1 or more"):
         compare(["unitvec"], runs=0, out_dir=tmp_path / "cmp0", overrides=overrides, progress=False)
     assert not (tmp_path / "cmp0").exists()
+
+
+def test_setting_differences_see_what_makes_a_run_and_nothing_else(tmp_path, monkeypatch):
+    from upright.compare import setting_differences
+    from upright.experiments import whole_dataset_path
+    from upright.recipes import make_config
+
+    monkeypatch.chdir(tmp_path)
+    config = make_config("mnist-fast", {"dataset": "folder:photos", "lr": 0.01})
+    config.dataset = whole_dataset_path(config.dataset)
+    saved = config.to_dict()
+    assert saved["dataset"] == f"folder:{tmp_path / 'photos'}"  # as a run records it
+    assert setting_differences(saved, config) == []
+    older = {k: v for k, v in saved.items() if k != "train_jpeg"}  # before the setting existed
+    assert setting_differences(older, config) == []
+    how_only = {"cache": "off", "grid_images": 3, "eval_batch_size": 7}  # memory, report, speed
+    assert setting_differences({**saved, **how_only}, config) == []
+    assert setting_differences({**saved, "lr": 0.003}, config) == ["lr: 0.003 there, 0.01 now"]
+    model = {**saved["model"], "head": "unitvec"}
+    assert setting_differences({**saved, "model": model}, config)[0].startswith("model.head: 'unitvec'")

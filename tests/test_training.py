@@ -325,7 +325,7 @@ def test_one_seed_trains_the_same_weights_twice_under_a_time_budget(glyph_folder
     from upright.training import fit
 
     config = make_config("mnist-robust", {"dataset": f"folder:{glyph_folder}", "max_epochs": 2,
-                                          "max_time": 60.0, "batch_size": 8, "seed": 3,
+                                          "max_time": 3600.0, "batch_size": 8, "seed": 3,
                                           "model.backbone_options": {"widths": [8, 16], "dense": 32}})
     weights = []
     for run in range(2):

@@ -198,8 +198,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     config = _config_from_args(args)
     run_dir = _run_dir(args)
-    metrics = train_run(config, run_dir, progress=not args.no_progress, report=not args.no_report,
-                        command=_command_line(), overwrite=args.overwrite)
+    # Lightning takes SIGTERM over while it fits; before and after (reading the data,
+    # evaluating, saving) it is an interruption too: the staged run goes, exit 130.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        metrics = train_run(config, run_dir, progress=not args.no_progress, report=not args.no_report,
+                            command=_command_line(), overwrite=args.overwrite)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     from upright import distributed
 
     if distributed.rank() == 0:  # under DDP every rank has the metrics; one says them

@@ -18,7 +18,7 @@ from upright.config import TrainConfig, setting_fields
 from upright.data.rotated import FIXED_ANGLES, fixed_angle_set
 from upright.errors import UserError
 from upright.evaluation import per_angle, predict_set, summarise
-from upright.experiments import prepare_data, train_run
+from upright.experiments import prepare_data, train_run, whole_dataset_path
 from upright.recipes import make_config
 from upright.runs import RunFolder
 
@@ -53,18 +53,25 @@ def run_metrics(run_dir: Path, seam_images: np.ndarray, batch_size: int, fill: f
     }
 
 
+# Settings that change neither the trained model nor its test figures: memory use, and how
+# many test images the report's grid shows.
+NOT_THE_RUN = {"cache", "grid_images"}
+
+
 def setting_differences(saved: Any, config: TrainConfig) -> list[str]:
     """The settings that make a run (not how it ran, nor what the data decides) in which a
     saved config.json and ``config`` differ, as "key: saved there, wanted now"."""
     if not isinstance(saved, dict):
         return ["config.json: not a JSON object"]
-    wanted = config.to_dict()
+    wanted, defaults = config.to_dict(), TrainConfig().to_dict()
     differences = []
     for key, f in setting_fields().items():
-        if f.metadata.get("section") == "runtime" or f.metadata.get("derived"):
+        if f.metadata.get("section") == "runtime" or f.metadata.get("derived") or key in NOT_THE_RUN:
             continue
         group, _, name = key.rpartition(".")
-        there = (saved.get(group) or {}).get(name) if group else saved.get(name)
+        # A setting an older config.json lacks had its default then.
+        default = defaults[group][name] if group else defaults[name]
+        there = (saved.get(group) or {}).get(name, default) if group else saved.get(name, default)
         now = wanted[group][name] if group else wanted[name]
         if there != now:
             differences.append(f"{key}: {there!r} there, {now!r} now")
@@ -93,6 +100,7 @@ def compare(heads: list[str], runs: int, out_dir: str | Path, recipe: str = "mni
         for seed in range(runs):
             model = {**overrides.get("model", {}), "head": head}
             config = make_config(recipe, {**overrides, "model": model, "seed": seed})
+            config.dataset = whole_dataset_path(config.dataset)  # as the runs record it
             run_dir = out_dir / f"{head}-seed{seed}"
             keep = RunFolder(run_dir).file(RunFolder.METRICS).is_file()  # finished earlier: resume
             if keep:

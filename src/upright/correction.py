@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import numbers
 import os
 import shutil
 import struct
@@ -134,8 +135,8 @@ class CorrectOptions:
 
 def _check_number(name: str, value: Any, low: float, high: float | None = None,
                   integer: bool = False) -> None:
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or (
+    kind = numbers.Integral if integer else numbers.Real  # numpy's numbers too
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind) or not math.isfinite(value) or (
             value < low or (high is not None and value > high)):
         span = f"from {low} to {high}" if high is not None else f"{low} or more"
         raise UserError(f"{name} must be {'an integer' if integer else 'a number'} {span}, got {value!r}")

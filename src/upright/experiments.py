@@ -83,10 +83,8 @@ def train_run(config: TrainConfig, run_dir: str | Path, progress: bool = True, r
 
     run = RunFolder(run_dir)
     run.check_claim(overwrite)  # refuses before anything is made or read
-    kind, _, folder = config.dataset.partition(":")
-    if kind == "folder":  # recorded whole: the run is evaluated later from any directory
-        config.dataset = f"folder:{Path(folder).expanduser().resolve()}"
-    build_model(config.model, torch.device("meta"))  # a bad network setting too (no memory)
+    config.dataset = whole_dataset_path(config.dataset)  # the run is evaluated from anywhere
+    build_model(expected_input(config), torch.device("meta"))  # a bad network setting too
     staged = run.staging()
     try:
         trainer = make_trainer(config, staged.path, progress)
@@ -117,6 +115,32 @@ def train_run(config: TrainConfig, run_dir: str | Path, progress: bool = True, r
 
         write_report(run.path)
     return result.metrics
+
+
+def whole_dataset_path(dataset: str) -> str:
+    """``folder:PATH`` with PATH made whole (as a run records it); other datasets as given."""
+    kind, _, folder = dataset.partition(":")
+    return f"folder:{Path(folder).expanduser().resolve()}" if kind == "folder" else dataset
+
+
+# The input size and channels each built-in source gives (a folder's follow its settings).
+SOURCE_INPUTS = {"mnist": (28, 28, 1), "olivetti": (64, 64, 1)}
+
+
+def expected_input(config: TrainConfig) -> ModelSpec:
+    """The model spec with the input the data will give it (``fit_input_format`` sets it
+    from the data itself): a network that cannot take that size is refused before the
+    data is read."""
+    import copy
+
+    kind = config.dataset.partition(":")[0]
+    height, width, channels = SOURCE_INPUTS.get(kind) or (
+        config.image_size, config.image_size, 3 if config.colour == "rgb" else 1)
+    spec = copy.deepcopy(config.model)
+    spec.height, spec.width, spec.channels = height, width, channels
+    if len(spec.mean) != channels:
+        spec.mean, spec.std = [spec.mean[0]] * channels, [spec.std[0]] * channels
+    return spec
 
 
 def build_model(spec: ModelSpec, device: torch.device | None = None) -> AngleModel:

@@ -70,7 +70,7 @@ def test_a_retrain_that_fails_or_is_stopped_leaves_the_earlier_run_as_it_was(tmp
     runs = tmp_path / "runs"
     assert _train(folder, runs) == 0
     before = {p.name: p.read_bytes() for p in (runs / "r").iterdir() if p.is_file()}
-    # A setting the network refuses, found only once the data is read.
+    # A setting the network refuses (found before the data is read).
     assert _train(folder, runs, "--overwrite", "--head-option", "no_such_option=1") == 2
     assert "no_such_option" in capsys.readouterr().err
 
@@ -148,3 +148,21 @@ def test_a_folder_run_is_evaluated_from_anywhere_but_not_on_a_folder_that_change
     with pytest.raises(DatasetError, match="the data changed since"):
         evaluate_run(tmp_path / "runs" / "r", progress=False, report=False)
     assert json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text()) == metrics  # untouched
+
+
+def test_sigterm_while_evaluating_is_an_interruption_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """Lightning handles SIGTERM only while it fits; the command handles it before and after."""
+    import os
+    import signal
+
+    from upright import experiments
+
+    folder = _folder(tmp_path / "imgs", 12)
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(experiments, "evaluate", terminated)
+    assert _train(folder, tmp_path / "runs") == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "upright: interrupted"
+    assert not list((tmp_path / "runs").iterdir())  # neither the run nor its staging folder

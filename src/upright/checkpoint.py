@@ -170,16 +170,28 @@ def _checked_spec(folder: Path, config: dict[str, Any]) -> ModelSpec:
         raise ModelLoadError(f"{folder / CONFIG_FILE}: {exc}") from exc
 
 
-def _build(folder: Path, spec: ModelSpec, device: torch.device | None = None) -> AngleModel:
+class ModelBuildError(ValueError):
+    """A spec the network's constructors refuse; the message is their complaint's first line."""
+
+
+def build(spec: ModelSpec, device: torch.device | None = None) -> AngleModel:
+    """The model a spec describes (on ``device``: the meta device allocates nothing). A
+    constructor's own complaint about an option (a wrong name, a shape that does not work
+    out) is one ModelBuildError line, for its caller to say where the spec came from."""
     try:
         with device or torch.device("cpu"):
             return AngleModel(spec)
-    # A constructor's own complaint about an option (a wrong name, a shape that does not
-    # work out): still one line naming the file.
     except (KeyError, TypeError, ValueError, RuntimeError, ArithmeticError, IndexError,
             NotImplementedError) as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"{folder / CONFIG_FILE}: cannot build the model ({text})") from exc
+        raise ModelBuildError(text) from exc
+
+
+def _build(folder: Path, spec: ModelSpec, device: torch.device | None = None) -> AngleModel:
+    try:
+        return build(spec, device)
+    except ModelBuildError as exc:
+        raise ModelLoadError(f"{folder / CONFIG_FILE}: cannot build the model ({exc})") from exc
 
 
 def _check_shapes(weights: Path, expected: dict[str, tuple[int, ...]]) -> None:

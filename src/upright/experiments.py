@@ -149,12 +149,9 @@ def build_model(spec: ModelSpec, device: torch.device | None = None) -> AngleMod
     ConfigError naming the settings, not a traceback."""
     try:
         checkpoint.check_spec(spec.to_dict())
-        with device or torch.device("cpu"):
-            return AngleModel(spec)
-    except (TypeError, ValueError, KeyError, IndexError, ArithmeticError, RuntimeError,
-            NotImplementedError) as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"model settings ({spec.backbone} + {spec.head}): {text}") from None
+        return checkpoint.build(spec, device)
+    except (TypeError, ValueError) as exc:  # ModelBuildError is a ValueError
+        raise ConfigError(f"model settings ({spec.backbone} + {spec.head}): {exc}") from None
 
 
 def _check_splits(config: TrainConfig, splits: Splits) -> None:

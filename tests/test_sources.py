@@ -111,3 +111,19 @@ def test_exclude_names_groups_that_exist_and_is_refused_for_a_folder(glyph_folde
     mnist = load_source("mnist")
     with pytest.raises(DatasetError, match="no digit 42 to exclude"):
         split_source(mnist, excluded_groups=[42])
+
+
+@pytest.mark.parametrize("cache", ["on", "off"])
+def test_a_broken_link_in_a_folder_is_named_with_the_unreadable_files(image_folder, tmp_path, capsys,
+                                                                      cache):
+    import shutil
+
+    from upright.data.folder import load_folder
+
+    folder = tmp_path / "with-a-broken-link"
+    shutil.copytree(image_folder, folder)
+    (folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    source = load_folder(str(folder), image_size=32, cache=cache)
+    err = capsys.readouterr().err
+    assert "gone.png (a broken link)" in err and "skipped 3 unreadable file(s)" in err
+    assert any("gone.png" in s for s in source.skipped)

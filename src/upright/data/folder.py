@@ -98,10 +98,11 @@ class FolderImages:
         empty = np.zeros((0, *self.shape[1:]), np.uint8)
         return (np.stack(images) if images else empty), readable, problems
 
-    def load(self, workers: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def load(self, workers: int = 0, already_skipped: list[str] | None = None
+             ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Every image, read by ``workers`` processes (0: this one), in file order; files that
-        cannot be read are named in one warning and left out (the mask says which, the list
-        says why)."""
+        cannot be read are named in one warning (with ``already_skipped``, found before) and
+        left out (the mask says which, the list says why)."""
         import torch
         from tqdm import tqdm
 
@@ -111,10 +112,10 @@ class FolderImages:
                                              collate_fn=_as_is, **worker_options(workers))
         parts = list(tqdm(loader, total=len(chunks), desc="reading the folder", unit="chunk",
                           leave=False, disable=len(self) < 20 * LOAD_CHUNK))
-        problems = [p for _, _, found in parts for p in found]
+        problems = list(already_skipped or []) + [p for _, _, found in parts for p in found]
         warn_skipped(problems)
         if not parts:
-            return np.zeros((0, *self.shape[1:]), np.uint8), np.zeros(0, dtype=bool), []
+            return np.zeros((0, *self.shape[1:]), np.uint8), np.zeros(0, dtype=bool), problems
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), problems
 
 
@@ -192,13 +193,17 @@ def load_folder(path: str, image_size: int = 64, aspect: str = "crop", colour: s
     if not root.is_dir():
         raise FolderError(f"{root}: not a folder")
     files = sorted(p for p in root.rglob("*") if p.is_file())
+    # A link to nothing is no image, but named like one it was meant to be: said, not passed over.
+    broken = [f"{p} (a broken link)" for p in sorted(root.rglob("*"))
+              if p.is_symlink() and not p.exists()]
     if keeps_in_memory(cache, len(files), image_size, colour):
         images, _, skipped = FolderImages(np.array(files, dtype=str), image_size, aspect,
-                                          colour).load(workers)
+                                          colour).load(workers, already_skipped=broken)
     else:
         files, problems = _identifiable(files)
-        warn_skipped(problems)
-        images, skipped = FolderImages(np.array(files, dtype=str), image_size, aspect, colour), problems
+        warn_skipped(broken + problems)
+        skipped = broken + problems
+        images = FolderImages(np.array(files, dtype=str), image_size, aspect, colour)
     if not len(images):
         raise FolderError(f"{root}: no readable image (PNG, JPEG, BMP, TIFF or WebP) found")
     n = len(images)

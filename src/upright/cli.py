@@ -13,6 +13,8 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -189,23 +191,14 @@ def _print_metrics(metrics: dict[str, Any], run_dir: Path) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from PIL import Image
-
     from upright.experiments import train_run
 
-    # A folder's images are read with upright's own pixel limit (a file over it is named as
-    # skipped); Pillow's lower warning threshold would only print its own line and source.
-    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     config = _config_from_args(args)
     run_dir = _run_dir(args)
-    # Lightning takes SIGTERM over while it fits; before and after (reading the data,
-    # evaluating, saving) it is an interruption too: the staged run goes, exit 130.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
+    # (Lightning takes SIGTERM over while it fits; before and after, the job's handler.)
+    with _file_job():
         metrics = train_run(config, run_dir, progress=not args.no_progress, report=not args.no_report,
                             command=_command_line(), overwrite=args.overwrite)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     from upright import distributed
 
     if distributed.rank() == 0:  # under DDP every rank has the metrics; one says them
@@ -248,20 +241,30 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM too: stop, write the report of what was done
 
 
-def cmd_correct(args: argparse.Namespace) -> int:
+@contextmanager
+def _file_job() -> Iterator[None]:
+    """A job over many image files: SIGTERM stops it as Ctrl-C does (its cleanup runs, then
+    exit 130), and Pillow's decompression-bomb warning stays out of its output (upright has
+    its own pixel limit, a per-file error; Pillow's lower threshold would only print noise
+    for every big photo)."""
     from PIL import Image
 
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def cmd_correct(args: argparse.Namespace) -> int:
     from upright import api
     from upright.names import shown
 
     if args.output is None and not args.dry_run:
         args.parser.error("the following arguments are required: -o/--output (or use --dry-run)")
     model = api.load(args.model, args.runtime, tta=args.tta)  # before any work
-    # upright has its own pixel limit (imagefiles.MAX_PIXELS, a per-file error); Pillow's
-    # lower warning threshold would only print noise for every big photo.
-    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
+    with _file_job():
         results = api.correct(args.paths, args.output, model, progress=not args.no_progress,
                               canvas=args.canvas, fill=args.fill, threshold=args.threshold,
                               dry_run=args.dry_run, overwrite=args.overwrite,
@@ -269,8 +272,6 @@ def cmd_correct(args: argparse.Namespace) -> int:
                               allow_input_folder=args.allow_input_folder,
                               jpeg_quality=args.jpeg_quality, batch_size=args.batch_size,
                               workers=args.workers, memory_budget=args.memory_budget << 20)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     failed = [r for r in results if r.action == "failed"]
     # Names are escaped (shown): a newline in a file name cannot forge a line here.
     for r in failed:

@@ -102,9 +102,10 @@ def compare(heads: list[str], runs: int, out_dir: str | Path, recipe: str = "mni
             config = make_config(recipe, {**overrides, "model": model, "seed": seed})
             config.dataset = whole_dataset_path(config.dataset)  # as the runs record it
             run_dir = out_dir / f"{head}-seed{seed}"
-            keep = RunFolder(run_dir).file(RunFolder.METRICS).is_file()  # finished earlier: resume
+            earlier = RunFolder(run_dir)
+            keep = earlier.file(RunFolder.METRICS).is_file()  # finished earlier: resume
             if keep:
-                differences = setting_differences(RunFolder(run_dir).config_dict(), config)
+                differences = setting_differences(earlier.config_dict(), config)
                 if differences and not overwrite:
                     raise UserError(f"{run_dir}: trained with other settings ({differences[0]}); "
                                     "pass --overwrite to retrain it, or -o another folder")

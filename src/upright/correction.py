@@ -446,9 +446,7 @@ def correct_paths(paths: Sequence[str | Path], predictor: Predictor, outdir: str
 
     A file that cannot be read, predicted, turned or written is a row; an error in upright
     itself (or an interrupt) stops the batch after writing the report of the rows done."""
-    options = options or CorrectOptions()
-    if options.canvas not in CANVAS_MODES:
-        raise InputError(f"unknown canvas {options.canvas!r}; choose from {', '.join(CANVAS_MODES)}")
+    options = options or CorrectOptions()  # (whose values are checked when it is made)
     if outdir is None and not options.dry_run:
         raise InputError("an output folder is needed unless --dry-run")
     outdir = Path(outdir) if outdir is not None else None

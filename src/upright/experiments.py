@@ -61,12 +61,15 @@ def prepare_data(config: TrainConfig) -> tuple[SourceData, Splits]:
 def fit_input_format(config: TrainConfig, source: SourceData) -> None:
     """The model's input size and channels follow the data."""
     shape = source.images.shape
-    config.model.height, config.model.width = int(shape[1]), int(shape[2])
-    config.model.channels = 1 if len(shape) == 3 else int(shape[3])
+    _set_input(config.model, int(shape[1]), int(shape[2]), 1 if len(shape) == 3 else int(shape[3]))
     config.model.aspect = config.aspect
-    if len(config.model.mean) != config.model.channels:
-        config.model.mean = [config.model.mean[0]] * config.model.channels
-        config.model.std = [config.model.std[0]] * config.model.channels
+
+
+def _set_input(spec: ModelSpec, height: int, width: int, channels: int) -> None:
+    """A spec's input size and channels, with one mean and std per channel."""
+    spec.height, spec.width, spec.channels = height, width, channels
+    if len(spec.mean) != channels:
+        spec.mean, spec.std = [spec.mean[0]] * channels, [spec.std[0]] * channels
 
 
 MIN_SPLIT_IMAGES = 1  # each of train, validation and test needs at least this many sources
@@ -137,9 +140,7 @@ def expected_input(config: TrainConfig) -> ModelSpec:
     height, width, channels = SOURCE_INPUTS.get(kind) or (
         config.image_size, config.image_size, 3 if config.colour == "rgb" else 1)
     spec = copy.deepcopy(config.model)
-    spec.height, spec.width, spec.channels = height, width, channels
-    if len(spec.mean) != channels:
-        spec.mean, spec.std = [spec.mean[0]] * channels, [spec.std[0]] * channels
+    _set_input(spec, height, width, channels)
     return spec
 
 

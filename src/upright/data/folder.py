@@ -201,8 +201,8 @@ def load_folder(path: str, image_size: int = 64, aspect: str = "crop", colour: s
                                           colour).load(workers, already_skipped=broken)
     else:
         files, problems = _identifiable(files)
-        warn_skipped(broken + problems)
         skipped = broken + problems
+        warn_skipped(skipped)
         images = FolderImages(np.array(files, dtype=str), image_size, aspect, colour)
     if not len(images):
         raise FolderError(f"{root}: no readable image (PNG, JPEG, BMP, TIFF or WebP) found")

@@ -84,7 +84,7 @@ def test_bins_decode_is_continuous_between_bin_centres():
 def test_an_inference_copy_folds_batchnorm_and_predicts_the_same(backbone):
     from torch import nn
 
-    from upright.models.model import AngleModel, ModelSpec, for_inference
+    from upright.models.model import AngleModel, ChannelsLastFlatten, ConvReLU, ModelSpec, for_inference
 
     torch.manual_seed(0)
     model = AngleModel(ModelSpec(backbone=backbone, head="bins", height=28, width=28)).train()
@@ -97,6 +97,13 @@ def test_an_inference_copy_folds_batchnorm_and_predicts_the_same(backbone):
         assert torch.allclose(model(x), fast(x), atol=1e-4)
     kinds = {type(m) for m in fast.modules()}
     assert nn.BatchNorm2d not in kinds and nn.MaxPool2d not in kinds
+    # every ReLU after a convolution fused into it, the flatten a channels-last view
+    assert nn.ReLU in kinds and nn.Flatten not in kinds  # (the dense layers' ReLUs remain)
+    convs = [m for m in fast.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == sum(isinstance(m, ConvReLU) for m in fast.modules())
+    assert sum(isinstance(m, ChannelsLastFlatten) for m in fast.modules()) == 1
+    with torch.enable_grad():  # where a gradient is wanted, the unfused ops: the same numbers
+        assert torch.allclose(model(x), fast(x), atol=1e-4)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == (backbone == "compact")
     assert any(isinstance(m, nn.MaxPool2d) for m in model.modules()) == (backbone == "seed_mnist")
 

@@ -57,3 +57,28 @@ def test_the_command_leaves_its_process_group_before_the_interpreter_exits(tmp_p
     assert dist.is_initialized()
     assert main(["export", str(tmp_path / "no-such-model")]) == 2
     assert not dist.is_initialized()
+
+
+def test_a_file_where_a_folder_is_needed_is_named_in_plain_words(tmp_path, capsys):
+    in_the_way = tmp_path / "notes.txt"
+    in_the_way.write_text("mine")
+    assert main(["demo", "-o", str(in_the_way)]) == 2  # mkdir on the file itself
+    err = capsys.readouterr().err.strip()
+    assert err == f"upright: error: {in_the_way}: a file is in the way (a folder is needed there)"
+    # a folder to be made below the file: the file in the way is named, not the path below it
+    assert main(["train", "--recipe", "mnist-fast", "--dataset", "folder:" + str(tmp_path / "none"),
+                 "--runs-dir", str(in_the_way / "runs"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"upright: error: {in_the_way}: a file is in the way (a folder is needed there)"
+    assert in_the_way.read_text() == "mine"
+
+
+def test_an_os_error_names_its_path_first():
+    import errno
+
+    from upright.cli import os_error_line
+
+    assert os_error_line(FileNotFoundError(errno.ENOENT, "No such file or directory", "a/b.png")) \
+        == "a/b.png: no such file or folder"
+    assert os_error_line(OSError(errno.EIO, "Input/output error", "c.jpg")) == "c.jpg: input/output error"
+    assert os_error_line(OSError("no file named")) == "no file named"

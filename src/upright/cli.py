@@ -7,8 +7,10 @@ model does (`upright demo`). Each command has its own --help."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -458,6 +460,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What the system said, in the words of a tool that wanted a folder or a file there.
+_OS_ERROR_WORDS = {errno.EEXIST: "already exists",
+                   errno.ENOTDIR: "a file is in the way (a folder is needed there)",
+                   errno.EISDIR: "a folder, not a file",
+                   errno.ENOENT: "no such file or folder",
+                   errno.EACCES: "permission denied",
+                   errno.ENOSPC: "no space left on the device",
+                   errno.EROFS: "a read-only file system"}
+
+
+def os_error_line(exc: OSError) -> str:
+    """``PATH: what is wrong`` for an error the system raised ("[Errno 20] Not a
+    directory: 'x/y'" names neither the path first nor what to do)."""
+    if exc.filename is None:
+        return exc.strerror or str(exc)
+    words = _OS_ERROR_WORDS.get(exc.errno, (exc.strerror or str(exc)).lower())
+    path = Path(os.fsdecode(exc.filename))
+    if exc.errno == errno.ENOTDIR:  # the file in the way may be a parent of the path named
+        path = next((p for p in (path, *path.parents) if p.is_file()), path)
+    elif exc.errno == errno.EEXIST and path.is_file():  # mkdir where a file has the name
+        words = "a file is in the way (a folder is needed there)"
+    return f"{path}: {words}"
+
+
 def main(argv: list[str] | None = None) -> int:
     from upright.errors import UserError
 
@@ -469,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, OSError) as exc:
         from upright.names import shown
 
-        print(f"upright: error: {shown(str(exc))}", file=sys.stderr)
+        print(f"upright: error: {shown(os_error_line(exc) if isinstance(exc, OSError) else str(exc))}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("upright: interrupted", file=sys.stderr)

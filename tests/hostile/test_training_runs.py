@@ -166,3 +166,22 @@ def test_sigterm_while_evaluating_is_an_interruption_and_leaves_nothing(tmp_path
     assert _train(folder, tmp_path / "runs") == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "upright: interrupted"
     assert not list((tmp_path / "runs").iterdir())  # neither the run nor its staging folder
+
+
+def test_evaluate_refuses_a_folder_whose_test_files_were_swapped_for_others(tmp_path):
+    import pytest
+
+    from upright.errors import DatasetError
+    from upright.experiments import evaluate_run
+
+    folder = _folder(tmp_path / "imgs", 12)
+    assert _train(folder, tmp_path / "runs") == 0
+    model_json = json.loads((tmp_path / "runs" / "r" / "model.json").read_text())
+    assert len(model_json["data"]["test_sha256"]) == 64
+    metrics = (tmp_path / "runs" / "r" / "metrics.json").read_bytes()
+    rng = np.random.default_rng(7)
+    for path in sorted(folder.iterdir()):  # the same names and counts, other pictures
+        Image.fromarray(rng.integers(0, 255, (24, 24), dtype=np.uint8)).save(path)
+    with pytest.raises(DatasetError, match="the test images are not the ones the run was tested on"):
+        evaluate_run(tmp_path / "runs" / "r", progress=False, report=False)
+    assert (tmp_path / "runs" / "r" / "metrics.json").read_bytes() == metrics  # untouched

@@ -4,13 +4,17 @@ same run (so ratios hold on a noisy machine); inference images/s; peak RSS. One 
     python bench/speed.py --seconds 20
     python bench/speed.py --seconds 5 --device cuda   # where a GPU is present
     python bench/speed.py --shipped --floor           # + the shipped model, the compute floor
+    python bench/speed.py --device cuda --compile --floor   # + torch.compile rows, GPU utilisation
 
 ``--shipped``: the shipped MNIST model on its test protocol (MNIST from the mirror): angles
 alone and with confidence (four views), images/s, on torch and (where onnxruntime is
 installed) on ONNX Runtime, the same batches rotated the same way. ``--floor``: the shipped recipe's whole
 training step (Lightning, on-the-fly rotation, every augmentation, optimiser, logging) over
 the bare forward + backward + optimiser step of the same network on ready tensors; the
-overhead ratio is whole-step time over bare-step time.
+overhead ratio is whole-step time over bare-step time; on a GPU also the share of the
+whole run's time the GPU was busy (NVML's utilisation, sampled every 0.1 s). ``--compile``:
+the published network's training step again with ``torch.compile`` (compilation left out
+of the timing).
 """
 
 from __future__ import annotations
@@ -51,16 +55,17 @@ def _sync(device: torch.device) -> None:
 
 
 def train_speed(spec: ModelSpec, batch: int, seconds: float, bf16: bool,
-                device: torch.device) -> float:
+                device: torch.device, compile: bool = False) -> float:
     torch.manual_seed(0)
     model = AngleModel(spec).to(device).train()
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     images, angles = _images(batch, device)
+    network = torch.compile(model) if compile else model  # compiled in the warm-up steps
 
     def step() -> None:
         x = rotate_batch(to_float_images(images), angles)  # the on-the-fly rotation counts
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            raw = model(x)
+            raw = network(x)
         loss = model.head.loss(raw.float(), angles)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -157,10 +162,43 @@ def _onnx_predictor(folder):
     return predictor
 
 
-def compute_floor(seconds: float) -> dict:
+class GpuBusy:
+    """NVML's GPU utilisation sampled in a thread while the block runs: the mean share of
+    the time a kernel was running (None without NVML)."""
+
+    def __init__(self, device: torch.device, every: float = 0.1) -> None:
+        import threading
+
+        self.device, self.every, self.samples = device, every, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.samples.append(torch.cuda.utilization(self.device))
+            except Exception:  # no NVML (pynvml) here: no figure rather than no benchmark
+                return
+
+    def __enter__(self) -> GpuBusy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mean_percent(self) -> float | None:
+        return round(sum(self.samples) / len(self.samples), 1) if self.samples else None
+
+
+def compute_floor(seconds: float, device: torch.device | None = None) -> dict:
     """The shipped recipe's whole training step against its bare compute, in one run. The
     bare step is timed for half the time before the whole run and half after, so a machine
-    whose speed drifts (a shared VM) moves both figures alike."""
+    whose speed drifts (a shared VM) moves both figures alike. Both in fp32 on ``device``."""
+    device = device or torch.device("cpu")
+    import contextlib
     import tempfile
     from pathlib import Path
 
@@ -168,7 +206,9 @@ def compute_floor(seconds: float) -> dict:
     from upright.recipes import make_config
     from upright.training import augmentation, fit, make_trainer
 
-    config = make_config("mnist-robust", {"max_time": seconds + 10, "val_angles": 1})
+    config = make_config("mnist-robust", {"max_time": seconds + 10, "val_angles": 1,
+                                          "accelerator": "gpu" if device.type == "cuda" else "cpu",
+                                          "precision": "32-true"})
     source, splits = prepare_data(config)
     fit_input_format(config, source)
     del source
@@ -176,8 +216,9 @@ def compute_floor(seconds: float) -> dict:
     batch = config.batch_size
     images = torch.from_numpy(splits.train.images[:batch])
     angles = torch.randint(-180, 180, (batch,)).float()
-    ready = augmentation(config)(to_float_images(images), angles, config.fill)
-    bare_model = AngleModel(config.model).train()
+    ready = augmentation(config)(to_float_images(images), angles, config.fill).to(device)
+    angles = angles.to(device)
+    bare_model = AngleModel(config.model).to(device).train()
     try:  # the optimiser training uses (fused where it can be)
         from upright.training import make_optimizer
         optimiser = make_optimizer(bare_model.parameters(), config)
@@ -193,24 +234,31 @@ def compute_floor(seconds: float) -> dict:
     def bare_rate(duration: float) -> float:
         for _ in range(5):
             step()
+        _sync(device)
         done, started = 0, time.perf_counter()
         while time.perf_counter() - started < duration:
             step()
             done += batch
+        _sync(device)
         return done / (time.perf_counter() - started)
 
     before = bare_rate(seconds / 2)
     torch.manual_seed(0)
     model = AngleModel(config.model)
-    with tempfile.TemporaryDirectory() as run_dir:
+    busy = GpuBusy(device) if device.type == "cuda" else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory() as run_dir, busy:
         trainer = make_trainer(config, Path(run_dir), progress=False)
         whole = fit(model, splits, config, Path(run_dir), progress=False, trainer=trainer)
     after = bare_rate(seconds / 2)
     bare = (before + after) / 2
-    return {"recipe": "mnist-robust", "whole_step_images_per_s": whole["steady_images_per_second"],
-            "bare_step_images_per_s": round(bare, 1),
-            "bare_before_and_after": [round(before, 1), round(after, 1)],
-            "overhead_ratio": round(bare / whole["steady_images_per_second"], 2)}
+    result = {"recipe": "mnist-robust", "batch_size": batch,
+              "whole_step_images_per_s": whole["steady_images_per_second"],
+              "bare_step_images_per_s": round(bare, 1),
+              "bare_before_and_after": [round(before, 1), round(after, 1)],
+              "overhead_ratio": round(bare / whole["steady_images_per_second"], 2)}
+    if isinstance(busy, GpuBusy):
+        result["gpu_busy_percent_whole_run"] = busy.mean_percent
+    return result
 
 
 def _device_name(device: torch.device) -> str:
@@ -227,6 +275,8 @@ def main() -> int:
     parser.add_argument("--shipped", action="store_true", help="the shipped MNIST model's inference")
     parser.add_argument("--floor", action="store_true", help="the shipped recipe's compute floor")
     parser.add_argument("--only", action="store_true", help="skip the published/ours rows")
+    parser.add_argument("--compile", action="store_true",
+                        help="the published network's training step with torch.compile too")
     args = parser.parse_args()
     device = torch.device(args.device)
     result: dict = {"benchmark": "speed", "device": _device_name(device),
@@ -236,13 +286,21 @@ def main() -> int:
     if args.shipped:
         result["shipped_mnist_inference_images_per_s"] = shipped_inference(args.seconds)
     if args.floor:
-        result["compute_floor"] = compute_floor(args.seconds)
+        result["compute_floor"] = compute_floor(args.seconds, device)
     for name, spec in ({} if args.only else MODELS).items():
         result["train_images_per_s"][name] = {
             "fp32": round(train_speed(spec, args.batch_size, args.seconds, False, device), 1),
             "bf16": round(train_speed(spec, args.batch_size, args.seconds, True, device), 1),
         }
         result["inference_images_per_s"][name] = round(inference_speed(spec, args.seconds / 2, device), 1)
+    if args.compile and not args.only:
+        name, spec = next(iter(MODELS.items()))  # the published network
+        for precision, bf16 in (("fp32_compiled", False), ("bf16_compiled", True)):
+            try:
+                rate = round(train_speed(spec, args.batch_size, args.seconds, bf16, device, compile=True), 1)
+            except Exception as error:  # no working compiler here: say so, keep the other rows
+                rate = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            result["train_images_per_s"][name][precision] = rate
     if device.type == "cuda":
         result["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

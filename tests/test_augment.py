@@ -195,7 +195,7 @@ def test_gaussian_blur_spreads_a_dot_by_its_own_sigma_and_keeps_its_mass():
 
 
 def test_gaussian_blur_is_a_replicate_padded_2d_convolution_per_image_and_channel():
-    """The shifted-view filter gives what one 2-D convolution per image gives, at the
+    """The band-matrix filter gives what one 2-D convolution per image gives, at the
     image's edges too (replicate padding), on colour images."""
     import torch.nn.functional as F
 

@@ -9,6 +9,7 @@ the robustness suite (``upright.robustness``) measures the same effects with oth
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -41,9 +42,9 @@ def rotate_mixed(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0
     theta = rotation_theta(angles_deg.to(images.device), images.shape[-2], images.shape[-1], centre,
                            scale, shift)
 
-    def rotate_part(idx: torch.Tensor | None, mode: str) -> torch.Tensor:
+    def rotate_part(part_of: slice, mode: str) -> torch.Tensor:
         def pick(t: torch.Tensor) -> torch.Tensor:
-            return t if idx is None else t[idx]
+            return t[part_of]  # a view: the parts are consecutive
 
         part = pick(images)
         a = -0.75
@@ -53,9 +54,14 @@ def rotate_mixed(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0
         return rotate_batch(part, pick(angles_deg), fill, mode, cubic_a=a, centre=centre, theta=pick(theta))
 
     if len(modes) == 1:  # no split, no copies
-        return rotate_part(None, modes[0])
-    parts = torch.tensor_split(torch.arange(len(images)), len(modes))
-    return torch.cat([rotate_part(idx, mode) for idx, mode in zip(parts, modes, strict=True) if len(idx)])
+        return rotate_part(slice(None), modes[0])
+    # torch.tensor_split's parts: the first len % parts of them one image longer
+    size, longer = divmod(len(images), len(modes))
+    ends = [0]
+    for i in range(len(modes)):
+        ends.append(ends[-1] + size + (i < longer))
+    return torch.cat([rotate_part(slice(start, end), mode)
+                      for start, end, mode in zip(ends[:-1], ends[1:], modes, strict=True) if end > start])
 
 
 def rotate_two_steps(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0.0,
@@ -104,14 +110,27 @@ def gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
 
 def _separable(images: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     """Each image filtered by its own odd-length 1-D kernel ``taps[i]`` along x, then y,
-    replicate-padded. A weighted sum of shifted views: a convolution with one group per
-    image spent 0.4 ms on a batch of 64 digits in oneDNN's set-up."""
-    radius = taps.shape[1] // 2
+    replicate-padded: two batched products with per-image band matrices, each the taps
+    spread over a fixed 0/1 map of which source pixel every tap of every output reads. A
+    grouped convolution spent 0.4 ms of oneDNN set-up on 64 digits, a multiply-sum over
+    unfolded windows 0.6-0.8 ms in 800 small ops; this is 0.13-0.27 ms in under 40."""
+    n, _, h, w = images.shape
     taps = taps.to(images.dtype)
-    x = F.pad(images, (radius, radius, 0, 0), mode="replicate").unfold(3, 2 * radius + 1, 1)
-    x = torch.einsum("nchwk,nk->nchw", x, taps)  # a batched matrix product: 4x a multiply-sum
-    x = F.pad(x, (0, 0, radius, radius), mode="replicate").unfold(2, 2 * radius + 1, 1)
-    return torch.einsum("nchwk,nk->nchw", x, taps)
+    along_x = (taps @ _tap_sources(taps.shape[1], w, images.device, images.dtype)).view(n, 1, w, w)
+    along_y = along_x if h == w else \
+        (taps @ _tap_sources(taps.shape[1], h, images.device, images.dtype)).view(n, 1, h, h)
+    return along_y.transpose(-1, -2) @ (images @ along_x)
+
+
+@functools.lru_cache(maxsize=32)
+def _tap_sources(taps: int, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(taps, size * size) 0/1: entry [k, src * size + dst] is 1 where tap k of output
+    pixel dst reads source pixel src along a line of ``size`` pixels, the edge repeated."""
+    radius = taps // 2
+    source = (torch.arange(size)[None, :] + torch.arange(-radius, radius + 1)[:, None]).clamp(0, size - 1)
+    reads = torch.zeros(taps, size, size)
+    reads.scatter_(1, source[:, None, :], 1.0)
+    return reads.reshape(taps, size * size).to(device, dtype)
 
 
 def jitter_blur(images: torch.Tensor, max_sigma: float, fraction: float = 0.5) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -279,6 +280,10 @@ def _fusable_conv(layer: nn.Module) -> bool:
             and not isinstance(layer.padding, str))
 
 
+# Layers that act on each feature alone, so the flatten's order does not matter to them.
+_PER_FEATURE = (nn.Dropout, nn.Identity, nn.ReLU)
+
+
 class ChannelsLastFlatten(nn.Module):
     """Flatten in (H, W, C) order: a view of a channels-last activation where nn.Flatten's
     (C, H, W) order copies it; the dense layer after it takes its weights in that order."""
@@ -310,7 +315,9 @@ def _flatten_channels_last(backbone: nn.Module, channels: int, height: int, widt
         shape = shapes.get(id(layer))
         if shape is None or len(shape) != 4 or layer.start_dim != 1 or layer.end_dim != -1:
             continue
-        following = next((m for _p, _n, m in leaves[i + 1:] if list(m.parameters())), None)
+        # Only layers that act on each feature alone may stand between (their order is free).
+        between = list(itertools.takewhile(lambda leaf: isinstance(leaf[2], _PER_FEATURE), leaves[i + 1:]))
+        following = leaves[i + 1 + len(between)][2] if i + 1 + len(between) < len(leaves) else None
         if not isinstance(following, nn.Linear):
             continue
         c, h, w = shape[1:]

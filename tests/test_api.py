@@ -141,3 +141,23 @@ def test_a_path_that_is_no_file_says_what_it_is(model, tmp_path):
         model.predict(tmp_path / "missing.png")
     with pytest.raises(UserError, match="a folder, not an image file"):
         model.predict(tmp_path)
+
+
+def test_upright_takes_an_rgba_fill_for_images_with_alpha(model):
+    digit = _digit(55.0)
+    rgba = np.dstack([digit] * 3 + [np.full_like(digit, 255)])
+    opaque = np.asarray(model.upright(Image.fromarray(rgba, "RGBA"), canvas="expand",
+                                      fill=(255, 0, 0, 255), min_confidence=0.0))
+    assert tuple(opaque[0, 0]) == (255, 0, 0, 255)  # the corner: the fill, opaque as asked
+    clear = np.asarray(model.upright(Image.fromarray(rgba, "RGBA"), canvas="expand",
+                                     fill=(255, 0, 0), min_confidence=0.0))
+    assert tuple(clear[0, 0]) == (255, 0, 0, 0)  # no alpha given: transparent corners, as before
+    grey_alpha = np.asarray(model.upright(Image.fromarray(np.dstack([digit, np.full_like(digit, 255)]), "LA"),
+                                          canvas="expand", fill="#ffffff80", min_confidence=0.0))
+    assert tuple(grey_alpha[0, 0]) == (255, 128)
+    without_alpha = np.asarray(model.upright(Image.fromarray(np.dstack([digit] * 3)), canvas="expand",
+                                             fill=(0, 255, 0, 9), min_confidence=0.0))
+    assert tuple(without_alpha[0, 0]) == (0, 255, 0)  # an image without alpha takes the colour
+    for bad in ((1, 2, 3, 4, 5), (0, 0, 0, 256), "#ff00ff0", "1,2,3,4,5"):
+        with pytest.raises(UserError, match="not a fill colour"):
+            model.upright(digit, fill=bad)

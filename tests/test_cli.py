@@ -82,3 +82,19 @@ def test_an_os_error_names_its_path_first():
         == "a/b.png: no such file or folder"
     assert os_error_line(OSError(errno.EIO, "Input/output error", "c.jpg")) == "c.jpg: input/output error"
     assert os_error_line(OSError("no file named")) == "no file named"
+
+
+def test_correct_fills_the_corners_of_an_image_with_alpha_with_the_alpha_given(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from upright.data.samples import load_samples
+
+    digit = np.asarray(Image.fromarray(load_samples("mnist").images[0]).rotate(40))  # turned: corners to fill
+    Image.fromarray(np.dstack([digit] * 3 + [np.full_like(digit, 255)]), "RGBA").save(tmp_path / "a.png")
+    for fill, corner in (("#ff000080", (255, 0, 0, 128)), ("white", (255, 255, 255, 0))):
+        out = tmp_path / f"out-{fill.strip('#')}"
+        assert main(["correct", str(tmp_path / "a.png"), "-o", str(out), "--canvas", "expand",
+                     "--fill", fill, "--min-confidence", "0", "--no-progress"]) == 0
+        pixels = np.asarray(Image.open(out / "a.png"))
+        assert pixels.shape[2] == 4 and tuple(pixels[0, 0]) == corner

@@ -104,11 +104,12 @@ class Model:
                 for i in range(len(decoded))]
 
     def upright(self, image: ImageLike, canvas: str = "same",
-                fill: tuple[int, int, int] | str | int = (0, 0, 0),
+                fill: tuple[int, ...] | str | int = (0, 0, 0),
                 min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> np.ndarray | Image.Image:
         """The image turned upright by minus its predicted angle (``canvas``: same, expand
-        or crop; ``fill``: the corners' colour). Below ``min_confidence`` (the command's
-        default) it comes back unturned: a blank page is not turned. A PIL image or a path
+        or crop; ``fill``: the corners' colour, RGB or RGBA, a name or a grey level). Below
+        ``min_confidence`` (the command's default) it comes back unturned: a blank page is
+        not turned. A PIL image or a path
         gives a PIL image (an array for 16-bit colour, which PIL cannot hold); an array
         gives an array."""
         from upright.correction import CorrectOptions, turned_pixels

@@ -54,7 +54,7 @@ def _bounded(kind, low: float, high: float | None = None):
 positive_int = _bounded(int, 1)
 
 
-def fill_colour(text: str) -> tuple[int, int, int]:
+def fill_colour(text: str) -> tuple[int, ...]:
     from upright.correction import parse_fill
 
     try:
@@ -397,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="same: input size; expand: whole image fits; crop: largest upright "
                         "rectangle without fill")
     p.add_argument("--fill", default=(0, 0, 0), type=fill_colour,
-                   help="corner colour: black, white, 128, #rrggbb, r,g,b")
+                   help="corner colour: black, white, 128, #rrggbb, r,g,b; with an alpha for "
+                        "images that have one (#rrggbbaa, r,g,b,a; else transparent)")
     p.add_argument("--threshold", type=_bounded(float, 0.0), default=0.0,
                    help="copy images with |predicted angle| below this many degrees unchanged")
     p.add_argument("--min-confidence", type=_bounded(float, 0.0, 1.0), default=DEFAULT_MIN_CONFIDENCE,

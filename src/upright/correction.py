@@ -105,7 +105,7 @@ class Results(list):
 @dataclass
 class CorrectOptions:
     canvas: str = "same"
-    fill: tuple[int, ...] = (0, 0, 0)  # RGB, 0-255
+    fill: tuple[int, ...] = (0, 0, 0)  # RGB or RGBA, 0-255
     threshold: float = 0.0  # |angle| below this: copy the file through untouched
     min_confidence: float = DEFAULT_MIN_CONFIDENCE  # below this: copy it through too
     dry_run: bool = False
@@ -142,9 +142,10 @@ def _check_number(name: str, value: Any, low: float, high: float | None = None,
         raise UserError(f"{name} must be {'an integer' if integer else 'a number'} {span}, got {value!r}")
 
 
-def fill_rgb(value: Any) -> tuple[int, int, int]:
+def fill_rgb(value: Any) -> tuple[int, ...]:
     """A fill colour as the API takes it (a name or text as ``parse_fill`` reads, one grey
-    level, or an RGB triple of 0-255) -> an RGB triple; UserError otherwise."""
+    level, or an RGB triple or RGBA quadruple of 0-255) -> an RGB(A) tuple; UserError
+    otherwise. Without an alpha the corners of an image with alpha are transparent."""
     if isinstance(value, str):
         try:
             return parse_fill(value)
@@ -152,14 +153,15 @@ def fill_rgb(value: Any) -> tuple[int, int, int]:
             raise UserError(str(exc)) from None
     parts = [value] * 3 if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
     try:
-        triple = tuple(int(v) for v in parts)
-        ok = len(triple) == 3 and all(0 <= v <= 255 and v == p for v, p in zip(triple, parts, strict=True))
+        colour = tuple(int(v) for v in parts)
+        ok = len(colour) in (3, 4) and all(0 <= v <= 255 and v == p
+                                           for v, p in zip(colour, parts, strict=True))
     except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
         raise UserError(f"not a fill colour: {value!r} (a name such as black or white, one grey level "
-                        "0-255, or an RGB triple of 0-255)")
-    return triple  # type: ignore[return-value]
+                        "0-255, or an RGB or RGBA tuple of 0-255)")
+    return colour
 
 
 def default_workers() -> int:
@@ -181,24 +183,26 @@ def _one_thread_per_task():
         torch.set_num_threads(torch_threads)
 
 
-def parse_fill(text: str) -> tuple[int, int, int]:
-    """'black', 'white', '128', '#ff8800' or '255,128,0' -> an RGB triple."""
+def parse_fill(text: str) -> tuple[int, ...]:
+    """'black', 'white', '128', '#ff8800', '255,128,0' -> an RGB triple; '#ff880080' or
+    '255,128,0,128' -> RGBA (the alpha where the image has one; else transparent)."""
     named = {"black": (0, 0, 0), "white": (255, 255, 255), "grey": (128, 128, 128),
              "gray": (128, 128, 128)}
     text = text.strip().lower()
     try:
         if text in named:
             return named[text]
-        if text.startswith("#") and len(text) == 7:
-            return tuple(int(text[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+        if text.startswith("#") and len(text) in (7, 9):
+            return tuple(int(text[i:i + 2], 16) for i in range(1, len(text), 2))
         parts = [int(float(p)) for p in text.split(",")]
     except (ValueError, OverflowError):  # OverflowError: inf
         parts = []
     if len(parts) == 1:
         parts *= 3
-    if len(parts) != 3 or not all(0 <= p <= 255 for p in parts):
-        raise ValueError(f"not a fill colour: {text!r} (try black, white, 128, #ff8800 or 255,128,0)")
-    return tuple(parts)  # type: ignore[return-value]
+    if len(parts) not in (3, 4) or not all(0 <= p <= 255 for p in parts):
+        raise ValueError(f"not a fill colour: {text!r} (try black, white, 128, #ff8800, 255,128,0 "
+                         "or 255,128,0,255 with an alpha)")
+    return tuple(parts)
 
 
 def _sort_key(item: InputFile) -> tuple[str, ...]:
@@ -343,8 +347,9 @@ def _fill_for(decoded: DecodedImage, fill: tuple[int, ...]) -> tuple[float, ...]
     scale = 257 if decoded.pixels.dtype == np.uint16 else 1
     pixels = decoded.pixels
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    alpha = fill[3] * scale if len(fill) == 4 else 0  # transparent corners unless told
     if decoded.mode == "CMYK":  # black as K alone, as printers want it
-        c, m, y = (255 - v for v in fill)
+        c, m, y = (255 - v for v in fill[:3])
         k = min(c, m, y)
         return (c - k, m - k, y - k, k)
     if decoded.mode in CONVERTED_MODES:
@@ -352,9 +357,9 @@ def _fill_for(decoded: DecodedImage, fill: tuple[int, ...]) -> tuple[float, ...]
         return tuple(Image.new("RGB", (1, 1), tuple(fill[:3])).convert(decoded.mode).tobytes())
     if channels in (1, 2):
         grey = round(0.299 * fill[0] + 0.587 * fill[1] + 0.114 * fill[2]) * scale
-        return (grey, 0) if channels == 2 else (grey,)  # fill is transparent where alpha exists
+        return (grey, alpha) if channels == 2 else (grey,)
     colour = tuple(v * scale for v in fill[:3])
-    return colour + (0,) if channels == 4 else colour
+    return colour + (alpha,) if channels == 4 else colour
 
 
 @dataclass

@@ -301,13 +301,8 @@ def _flatten_channels_last(backbone: nn.Module, channels: int, height: int, widt
     def note_shape(module: nn.Module, inputs: tuple, _output: torch.Tensor) -> None:
         shapes[id(module)] = tuple(inputs[0].shape)
 
-    hooks = [m.register_forward_hook(note_shape) for m in backbone.modules() if isinstance(m, nn.Flatten)]
-    try:
-        with torch.no_grad():
-            backbone(torch.zeros(1, channels, height, width).contiguous(memory_format=torch.channels_last))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    _probe(backbone, channels, height, width, [m for m in backbone.modules() if isinstance(m, nn.Flatten)],
+           note_shape)
     # Depth first, so in the order a Sequential backbone runs its layers.
     leaves = [(backbone.get_submodule(path.rpartition(".")[0]), path.rpartition(".")[2], m)
               for path, m in backbone.named_modules() if path and not list(m.children())]
@@ -352,15 +347,22 @@ class CacheSizedChunks(nn.Module):
 def largest_activation_bytes(backbone: nn.Module, channels: int, height: int, width: int) -> int:
     """Bytes of the largest output any layer of ``backbone`` gives for one image."""
     sizes: list[int] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel() * out.element_size()))
-             for m in backbone.modules() if not list(m.children())]
+    _probe(backbone, channels, height, width, [m for m in backbone.modules() if not list(m.children())],
+           lambda _m, _i, out: sizes.append(out.numel() * out.element_size()))
+    return max(sizes, default=1)
+
+
+def _probe(backbone: nn.Module, channels: int, height: int, width: int, modules: list[nn.Module],
+           hook) -> None:
+    """Runs ``backbone`` once on a black channels-last image with ``hook`` on each of
+    ``modules`` (a forward hook: it sees each one's inputs and output)."""
+    handles = [m.register_forward_hook(hook) for m in modules]
     try:
         with torch.no_grad():
             backbone(torch.zeros(1, channels, height, width).contiguous(memory_format=torch.channels_last))
     finally:
-        for hook in hooks:
-            hook.remove()
-    return max(sizes, default=1)
+        for handle in handles:
+            handle.remove()
 
 
 def _is_plain_pair_pool(layer: nn.Module) -> bool:

@@ -105,3 +105,24 @@ def test_onnx_export_keeps_the_rule(tmp_path):
     x = _digits().numpy()
     torch_angles = TorchPredictor(model).predict(x)
     np.testing.assert_allclose(onnx.predict(0.9 - 0.6 * x), torch_angles, atol=0.05)
+
+
+def test_the_grey_levels_are_sorted_as_torch_sorts_them_in_every_path():
+    """The numpy sort on CPU gives torch's numbers; a traced graph, a gradient or another
+    dtype takes torch's own sort."""
+    def same(a: torch.Tensor, b: torch.Tensor) -> bool:  # NaN where NaN, equal elsewhere
+        return torch.equal(torch.nan_to_num(a.detach().float(), 9.0), torch.nan_to_num(b.float(), 9.0))
+
+    torch.manual_seed(0)
+    values = torch.rand(40, 300)
+    values[5] = 0.25  # ties
+    values[7, :9] = float("nan")
+    for v in (values, values.double(), values.bfloat16(), values.clone().requires_grad_()):
+        assert same(prepare._sorted_rows(v), v.detach().sort(dim=1).values)
+    import warnings
+
+    with warnings.catch_warnings():  # the tracer is what the ONNX export runs; its notice is noise
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(prepare._sorted_rows, values)
+    assert "aten::sort" in str(traced.graph)  # torch's op in the graph, not numpy's answer as a constant
+    assert same(traced(values.flip(1)), values.sort(dim=1).values)

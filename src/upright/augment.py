@@ -42,26 +42,18 @@ def rotate_mixed(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0
     theta = rotation_theta(angles_deg.to(images.device), images.shape[-2], images.shape[-1], centre,
                            scale, shift)
 
-    def rotate_part(part_of: slice, mode: str) -> torch.Tensor:
-        def pick(t: torch.Tensor) -> torch.Tensor:
-            return t[part_of]  # a view: the parts are consecutive
-
-        part = pick(images)
+    def rotate_part(part: torch.Tensor, angles: torch.Tensor, maps: torch.Tensor, mode: str) -> torch.Tensor:
         a = -0.75
         if mode == "cubic":
             low, high = cubic_a_range
             a = low + (high - low) * torch.rand(len(part), device=part.device, dtype=part.dtype)
-        return rotate_batch(part, pick(angles_deg), fill, mode, cubic_a=a, centre=centre, theta=pick(theta))
+        return rotate_batch(part, angles, fill, mode, cubic_a=a, centre=centre, theta=maps)
 
     if len(modes) == 1:  # no split, no copies
-        return rotate_part(slice(None), modes[0])
-    # torch.tensor_split's parts: the first len % parts of them one image longer
-    size, longer = divmod(len(images), len(modes))
-    ends = [0]
-    for i in range(len(modes)):
-        ends.append(ends[-1] + size + (i < longer))
-    return torch.cat([rotate_part(slice(start, end), mode)
-                      for start, end, mode in zip(ends[:-1], ends[1:], modes, strict=True) if end > start])
+        return rotate_part(images, angles_deg, theta, modes[0])
+    # Consecutive parts, as views (indexing copied them): the first len % parts one longer.
+    parts = zip(*(t.tensor_split(len(modes)) for t in (images, angles_deg, theta)), modes, strict=True)
+    return torch.cat([rotate_part(*part) for part in parts if len(part[0])])
 
 
 def rotate_two_steps(images: torch.Tensor, angles_deg: torch.Tensor, fill: float = 0.0,

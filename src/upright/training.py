@@ -59,16 +59,20 @@ class AngleModule(L.LightningModule):
 
     def _step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
         images, angles = batch[0], batch[1]  # (a training batch also says its sample positions)
-        x = to_float_images(images)
-        no_up = 0
-        if stage == "train":  # augmentations for training only; validation is the protocol
-            no_up = round(self.config.train_no_up * len(x))
-            if no_up:  # the batch is shuffled: its first images make way
-                x = x.clone()
-                x[:no_up] = no_up_images(no_up, *x.shape[1:], device=x.device)
-            x = self.augment(x, angles, self.config.fill)
-        else:
-            x = rotate_batch(x, angles, self.config.fill)
+        no_up = round(self.config.train_no_up * len(images)) if stage == "train" else 0
+        # Rotation and augmentation need no gradient: in inference mode their few hundred
+        # small ops skip autograd's bookkeeping (~8% of the augmentation's time on CPU). The
+        # clone turns the result into a tensor the network may save for its backward pass.
+        with torch.inference_mode():
+            x = to_float_images(images)
+            if stage == "train":  # augmentations for training only; validation is the protocol
+                if no_up:  # the batch is shuffled: its first images make way
+                    x = x.clone()
+                    x[:no_up] = no_up_images(no_up, *x.shape[1:], device=x.device)
+                x = self.augment(x, angles, self.config.fill)
+            else:
+                x = rotate_batch(x, angles, self.config.fill)
+        x = x.clone()
         features = self.model.features(x)
         raw = self.model.head(features)
         if stage == "train":

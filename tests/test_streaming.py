@@ -51,6 +51,33 @@ def test_a_file_that_breaks_after_listing_is_named_once_and_left_out(glyph_folde
     assert len(x) == len(angles) == len(positions) == 36  # its 4 views drop out of the batch
 
 
+@pytest.mark.parametrize("where", ["test", "train"])
+def test_a_file_with_damaged_pixels_leaves_the_same_split_in_memory_and_streamed(glyph_folder, tmp_path,
+                                                                                 where):
+    """Its header reads, its pixels do not: read into memory it is left out at once,
+    streamed only when read. Either way the other files keep their split, so a run read one
+    way can be evaluated read the other (the test files are the same)."""
+    folder = tmp_path / "glyphs"
+    shutil.copytree(glyph_folder, folder)
+    files = sorted(folder.iterdir())
+    clean = load_folder(str(folder), image_size=28, cache="on")
+    position = int(np.flatnonzero(clean.is_test == (where == "test"))[3])
+    files[position].write_bytes(files[position].read_bytes()[:60])  # header intact, pixels gone
+    cached = load_folder(str(folder), image_size=28, cache="on")
+    streamed = load_folder(str(folder), image_size=28, cache="off")
+    assert len(cached.images) == len(files) - 1 and len(streamed.images) == len(files)
+    test_files = [str(f) for f, t in zip(files, clean.is_test, strict=True) if t]
+    assert streamed.images.files[streamed.is_test].tolist() == test_files  # the damaged one too
+    if where == "test":
+        test_files.remove(str(files[position]))
+    a, b = split_source(cached, 0.2, seed=1), split_source(streamed, 0.2, seed=1)
+    streamed_test = in_memory(b.test)
+    assert np.array_equal(streamed_test.images, a.test.images)
+    assert len(a.test.images) == len(test_files)
+    others = np.delete(np.arange(len(files)), position)
+    assert np.array_equal(cached.images, clean.images[others])  # the rest read as before
+
+
 def test_unreadable_files_are_skipped_when_listing_a_streamed_folder(glyph_folder, tmp_path, capsys):
     folder = tmp_path / "glyphs"
     shutil.copytree(glyph_folder, folder)

@@ -196,19 +196,24 @@ def load_folder(path: str, image_size: int = 64, aspect: str = "crop", colour: s
     # A link to nothing is no image, but named like one it was meant to be: said, not passed over.
     broken = [f"{p} (a broken link)" for p in sorted(root.rglob("*"))
               if p.is_symlink() and not p.exists()]
-    if keeps_in_memory(cache, len(files), image_size, colour):
-        images, _, skipped = FolderImages(np.array(files, dtype=str), image_size, aspect,
-                                          colour).load(workers, already_skipped=broken)
-    else:
-        files, problems = _identifiable(files)
-        skipped = broken + problems
-        warn_skipped(skipped)
-        images = FolderImages(np.array(files, dtype=str), image_size, aspect, colour)
-    if not len(images):
-        raise FolderError(f"{root}: no readable image (PNG, JPEG, BMP, TIFF or WebP) found")
-    n = len(images)
+    files, problems = _identifiable(files)
+    skipped = broken + problems
+    # The test split is drawn over the files whose header reads, in either mode: a file
+    # whose pixels are damaged is found only when read, and were the split drawn after the
+    # in-memory read left it out, the two modes would test on different files (and
+    # evaluate, which checks the test files, would refuse a run read the other way).
+    n = len(files)
     is_test = np.zeros(n, dtype=bool)
     n_test = int(round(test_fraction * n)) if n > 2 else 0
     is_test[np.random.default_rng(seed).permutation(n)[:n_test]] = True
+    images = FolderImages(np.array(files, dtype=str), image_size, aspect, colour)
+    if keeps_in_memory(cache, n, image_size, colour):
+        images, readable, skipped = images.load(workers, already_skipped=skipped)
+        is_test = is_test[readable]
+    else:
+        warn_skipped(skipped)
+    if not len(images):
+        raise FolderError(f"{root}: no readable image (PNG, JPEG, BMP, TIFF or WebP) found")
+    n = len(images)
     return SourceData(name=f"folder:{root}", images=images, groups=np.arange(n),
                       is_test=is_test, group_kind="file", skipped=skipped)

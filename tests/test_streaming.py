@@ -78,13 +78,18 @@ def test_a_file_with_damaged_pixels_leaves_the_same_split_in_memory_and_streamed
     assert np.array_equal(cached.images, clean.images[others])  # the rest read as before
 
 
-def test_unreadable_files_are_skipped_when_listing_a_streamed_folder(glyph_folder, tmp_path, capsys):
+@pytest.mark.parametrize("cache", ["off", "on"])
+def test_unreadable_files_are_skipped_when_listing_a_folder_in_the_same_words(glyph_folder, tmp_path,
+                                                                               capsys, cache):
     folder = tmp_path / "glyphs"
     shutil.copytree(glyph_folder, folder)
     (folder / "notes.txt").write_text("not an image")
-    source = load_folder(str(folder), image_size=28, cache="off")
+    (folder / "empty.png").write_bytes(b"")
+    source = load_folder(str(folder), image_size=28, cache=cache)
     assert len(source.images) == len(list(glyph_folder.iterdir()))
-    assert "notes.txt" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{folder / 'notes.txt'}: not an image file Pillow can identify" in err
+    assert f"{folder / 'empty.png'}: empty file (0 bytes)" in err
 
 
 def test_auto_caching_keeps_a_folder_in_memory_only_when_it_fits():

@@ -7,9 +7,11 @@ format with its metadata (ICC profile, DPI, EXIF without the now-stale orientati
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,61 +286,11 @@ def displayed_size(path: str | Path) -> tuple[int, int]:
     return (height, width) if quarter else (width, height)
 
 
-def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int | None = None
-               ) -> DecodedImage:
-    """Decode ``path``; every failure is an ImageFileError whose message names the file.
-
-    ``min_side``: only a view to predict from is needed, with a short side of at least this
-    many pixels. A JPEG is then decoded at the largest DCT reduction that keeps it (1/2, 1/4
-    or 1/8: libjpeg skips most of the inverse DCT and all the full-size pixels; the result's
-    ``scale`` says which); other formats are decoded whole, as without it. The pixel limit
-    applies to the file's full size either way."""
-    path = Path(path)
+@contextlib.contextmanager
+def _named_errors(path: Path) -> Iterator[None]:
+    """Any failure to read ``path`` as an ImageFileError whose message names the file."""
     try:
-        if path.stat().st_size == 0:
-            raise ImageFileError(f"{path}: empty file (0 bytes)")
-        with Image.open(path) as opened:
-            width, height = opened.size
-            if width * height > max_pixels:
-                raise ImageFileError(f"{path}: {width}x{height} pixels is over the limit of "
-                                     f"{max_pixels:,} (decompression bomb?)")
-            if opened.format not in FORMATS:
-                raise ImageFileError(f"{path}: unsupported format {opened.format}")
-            frames = getattr(opened, "n_frames", 1)
-            if frames > 1:  # one turned frame would silently drop the others
-                raise ImageFileError(f"{path}: {frames} frames (multi-page or animated "
-                                     f"{opened.format}); only single-frame images are corrected")
-            scale = jpeg_scale(width, height, min_side) if opened.format == "JPEG" else 1
-            fast = _read_plain_jpeg(path, opened, scale)
-            if fast is not None:
-                return fast
-            big = _read_big_png(path, opened)
-            if big is not None:
-                return big
-            # Read before load (Pillow turns a TIFF as it loads it and drops the tag) and
-            # before _metadata (which drops it from the image's cached EXIF).
-            orientation = opened.getexif().get(EXIF_ORIENTATION, 1)
-            if scale > 1:  # CMYK, YCCK, damaged...: Pillow's decoder takes the same reduction
-                # (asking for the floor of each side makes Pillow choose exactly ``scale``).
-                drafted = opened.draft(opened.mode, (width // scale, height // scale))
-                scale = round(width / drafted[1][2]) if drafted else 1
-            opened.load()
-            fmt = opened.format
-            bits = opened.tag_v2.get(258, (8,)) if fmt == "TIFF" else None
-            image = ImageOps.exif_transpose(opened) or opened
-            meta = _metadata(opened)
-            sixteen_colour = image.mode in ("RGB", "RGBA") and (
-                (fmt == "PNG" and _png_bit_depth(path) == 16)
-                or (fmt == "TIFF" and max(bits if isinstance(bits, tuple) else (bits,)) == 16))
-            if sixteen_colour:
-                pixels = _read_16bit_colour(path, opened)
-                pixels = _apply_orientation(pixels, orientation)
-                return DecodedImage(pixels, fmt, "RGB;16", meta)
-            if fmt == "PNG" and not _png_data_complete(path, opened):
-                raise ImageFileError(f"{path}: corrupt PNG (its image data ends before its last row)")
-            decoded = from_pil(image, fmt, meta, path)
-            decoded.scale = scale
-            return decoded
+        yield
     except ImageFileError:
         raise
     except Image.DecompressionBombError as exc:
@@ -352,6 +304,80 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int | N
     except (OSError, ValueError, struct.error, EOFError) as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageFileError(f"{path}: corrupt or truncated image ({text})") from exc
+
+
+@contextlib.contextmanager
+def _opened(path: Path, max_pixels: int) -> Iterator[Image.Image]:
+    """The file opened by Pillow (its header read, nothing decoded) once the header shows
+    it is one image, in a format upright reads, of at most ``max_pixels``."""
+    if path.stat().st_size == 0:
+        raise ImageFileError(f"{path}: empty file (0 bytes)")
+    with Image.open(path) as opened:
+        width, height = opened.size
+        if width * height > max_pixels:
+            raise ImageFileError(f"{path}: {width}x{height} pixels is over the limit of "
+                                 f"{max_pixels:,} (decompression bomb?)")
+        if opened.format not in FORMATS:
+            raise ImageFileError(f"{path}: unsupported format {opened.format}")
+        frames = getattr(opened, "n_frames", 1)
+        if frames > 1:  # one turned frame would silently drop the others
+            raise ImageFileError(f"{path}: {frames} frames (multi-page or animated "
+                                 f"{opened.format}); only single-frame images are corrected")
+        yield opened
+
+
+def identify(path: str | Path, max_pixels: int = MAX_PIXELS) -> None:
+    """Raise the ImageFileError ``read_image`` would where the file's header alone shows it
+    cannot be read (no image, empty, unsupported, several frames, too many pixels); nothing
+    is decoded, so damaged pixels pass."""
+    path = Path(path)
+    with _named_errors(path), _opened(path, max_pixels):
+        pass
+
+
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int | None = None
+               ) -> DecodedImage:
+    """Decode ``path``; every failure is an ImageFileError whose message names the file.
+
+    ``min_side``: only a view to predict from is needed, with a short side of at least this
+    many pixels. A JPEG is then decoded at the largest DCT reduction that keeps it (1/2, 1/4
+    or 1/8: libjpeg skips most of the inverse DCT and all the full-size pixels; the result's
+    ``scale`` says which); other formats are decoded whole, as without it. The pixel limit
+    applies to the file's full size either way."""
+    path = Path(path)
+    with _named_errors(path), _opened(path, max_pixels) as opened:
+        width, height = opened.size
+        scale = jpeg_scale(width, height, min_side) if opened.format == "JPEG" else 1
+        fast = _read_plain_jpeg(path, opened, scale)
+        if fast is not None:
+            return fast
+        big = _read_big_png(path, opened)
+        if big is not None:
+            return big
+        # Read before load (Pillow turns a TIFF as it loads it and drops the tag) and
+        # before _metadata (which drops it from the image's cached EXIF).
+        orientation = opened.getexif().get(EXIF_ORIENTATION, 1)
+        if scale > 1:  # CMYK, YCCK, damaged...: Pillow's decoder takes the same reduction
+            # (asking for the floor of each side makes Pillow choose exactly ``scale``).
+            drafted = opened.draft(opened.mode, (width // scale, height // scale))
+            scale = round(width / drafted[1][2]) if drafted else 1
+        opened.load()
+        fmt = opened.format
+        bits = opened.tag_v2.get(258, (8,)) if fmt == "TIFF" else None
+        image = ImageOps.exif_transpose(opened) or opened
+        meta = _metadata(opened)
+        sixteen_colour = image.mode in ("RGB", "RGBA") and (
+            (fmt == "PNG" and _png_bit_depth(path) == 16)
+            or (fmt == "TIFF" and max(bits if isinstance(bits, tuple) else (bits,)) == 16))
+        if sixteen_colour:
+            pixels = _read_16bit_colour(path, opened)
+            pixels = _apply_orientation(pixels, orientation)
+            return DecodedImage(pixels, fmt, "RGB;16", meta)
+        if fmt == "PNG" and not _png_data_complete(path, opened):
+            raise ImageFileError(f"{path}: corrupt PNG (its image data ends before its last row)")
+        decoded = from_pil(image, fmt, meta, path)
+        decoded.scale = scale
+        return decoded
 
 
 # EXIF orientation -> the array operation that makes the image upright (as Pillow's exif_transpose).

@@ -139,15 +139,16 @@ class _Chunks:
 
 
 def _identifiable(files: list[Path]) -> tuple[list[Path], list[str]]:
-    """The files whose header an image library recognises (cheap: nothing is decoded)."""
-    from PIL import Image
+    """The files whose header shows an image upright reads (cheap: nothing is decoded),
+    and why each other one is not."""
+    from upright.imagefiles import ImageFileError, identify  # here: OpenCV only once a folder is read
 
     kept, problems = [], []
     for file in files:
         try:
-            with Image.open(file):
-                kept.append(file)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            identify(file)
+            kept.append(file)
+        except ImageFileError as exc:
             problems.append(_problem(str(file), exc))
     return kept, problems
 

@@ -55,8 +55,8 @@ def test_a_file_that_breaks_after_listing_is_named_once_and_left_out(glyph_folde
 def test_a_file_with_damaged_pixels_leaves_the_same_split_in_memory_and_streamed(glyph_folder, tmp_path,
                                                                                  where):
     """Its header reads, its pixels do not: read into memory it is left out at once,
-    streamed only when read. Either way the other files keep their split, so a run read one
-    way can be evaluated read the other (the test files are the same)."""
+    streamed only when read. Either way the test split holds the same files (before, the
+    in-memory split was drawn without it and tested on other files)."""
     folder = tmp_path / "glyphs"
     shutil.copytree(glyph_folder, folder)
     files = sorted(folder.iterdir())
@@ -76,6 +76,20 @@ def test_a_file_with_damaged_pixels_leaves_the_same_split_in_memory_and_streamed
     assert len(a.test.images) == len(test_files)
     others = np.delete(np.arange(len(files)), position)
     assert np.array_equal(cached.images, clean.images[others])  # the rest read as before
+
+
+def test_a_folder_left_with_one_readable_image_trains_on_it(glyph_folder, tmp_path):
+    """Three files with readable headers, two with damaged pixels: the one left is too few
+    to test on (as in a folder of one), whichever seed draws the split."""
+    folder = tmp_path / "glyphs"
+    folder.mkdir()
+    for k, file in enumerate(sorted(glyph_folder.iterdir())[:3]):
+        data = file.read_bytes()
+        (folder / file.name).write_bytes(data if k == 0 else data[:60])
+    for seed in range(6):
+        source = load_folder(str(folder), image_size=28, cache="on", seed=seed)
+        assert len(source.images) == 1 and not source.is_test.any()
+        assert len(split_source(source, 0.2, seed=1).train) == 1
 
 
 @pytest.mark.parametrize("cache", ["off", "on"])

@@ -301,7 +301,9 @@ def _named_errors(path: Path) -> Iterator[None]:
         problem = {PermissionError: "cannot be read (permission denied)", FileNotFoundError: "no such file",
                    IsADirectoryError: "a folder, not an image file"}[type(exc)]
         raise ImageFileError(f"{path}: {problem}") from exc
-    except (OSError, ValueError, struct.error, EOFError) as exc:
+    # (Pillow's plugins meet some damage with a TypeError, KeyError or IndexError: a broken
+    # TIFF directory, while counting its frames.)
+    except (OSError, ValueError, struct.error, EOFError, TypeError, KeyError, IndexError) as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageFileError(f"{path}: corrupt or truncated image ({text})") from exc
 

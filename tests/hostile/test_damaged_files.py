@@ -205,3 +205,27 @@ def test_a_complete_interlaced_png_ending_in_black_rows_is_read_whole(tmp_path, 
     (tmp_path / "interlaced.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
                                               + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
     np.testing.assert_array_equal(imagefiles.read_image(tmp_path / "interlaced.png").pixels, pixels)
+
+
+def test_a_tiff_whose_directory_pillow_trips_over_is_named_and_skipped_in_a_folder(tmp_path, capsys):
+    """Pillow's TIFF plugin meets this damage (a frame's directory broken) with a TypeError
+    while counting frames: read_image names the file like any other damage, and a folder
+    dataset lists the rest."""
+    from upright.data.folder import load_folder
+
+    pixels = (np.random.default_rng(0).random((24, 24, 3)) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    frames = [Image.fromarray(pixels) for _ in range(3)]
+    frames[0].save(buffer, format="TIFF", save_all=True, append_images=frames[1:])
+    data = bytearray(buffer.getvalue())
+    data[132] = 138
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(imagefiles.ImageFileError, match=f"^{bad}: corrupt or truncated image"):
+        imagefiles.read_image(bad)
+    for k in range(4):
+        Image.fromarray(pixels).save(tmp_path / f"ok{k}.png")
+    for cache in ("on", "off"):
+        source = load_folder(str(tmp_path), image_size=28, cache=cache)
+        assert len(source.images) == 4 and source.skipped == [f"{bad}: corrupt or truncated image "
+                                                                "(Missing dimensions)"]

@@ -211,6 +211,8 @@ def load_folder(path: str, image_size: int = 64, aspect: str = "crop", colour: s
     if keeps_in_memory(cache, n, image_size, colour):
         images, readable, skipped = images.load(workers, already_skipped=skipped)
         is_test = is_test[readable]
+        if len(images) <= 2:  # as for a folder this small from the start: all of it trains
+            is_test[:] = False
     else:
         warn_skipped(skipped)
     if not len(images):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import upright
@@ -82,6 +84,19 @@ def test_an_os_error_names_its_path_first():
         == "a/b.png: no such file or folder"
     assert os_error_line(OSError(errno.EIO, "Input/output error", "c.jpg")) == "c.jpg: input/output error"
     assert os_error_line(OSError("no file named")) == "no file named"
+
+
+def test_an_os_error_upright_raised_keeps_its_own_words(tmp_path):
+    import errno
+
+    from upright.cli import os_error_line
+
+    existing = tmp_path / "model.json"
+    existing.write_text("{}")
+    hint = "exists (use --overwrite to replace it)"  # fileio's refusal: the way out included
+    assert os_error_line(FileExistsError(errno.EEXIST, hint, str(existing))) == f"{existing}: {hint}"
+    assert os_error_line(FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(existing))) \
+        == f"{existing}: a file is in the way (a folder is needed there)"
 
 
 def test_correct_fills_the_corners_of_an_image_with_alpha_with_the_alpha_given(tmp_path):

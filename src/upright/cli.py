@@ -473,14 +473,16 @@ _OS_ERROR_WORDS = {errno.EEXIST: "already exists",
 
 def os_error_line(exc: OSError) -> str:
     """``PATH: what is wrong`` for an error the system raised ("[Errno 20] Not a
-    directory: 'x/y'" names neither the path first nor what to do)."""
+    directory: 'x/y'" names neither the path first nor what to do). Words upright gave
+    the error itself (fileio's "exists (use --overwrite to replace it)") are kept."""
     if exc.filename is None:
         return exc.strerror or str(exc)
-    words = _OS_ERROR_WORDS.get(exc.errno, (exc.strerror or str(exc)).lower())
+    own_words = exc.strerror and exc.errno is not None and exc.strerror != os.strerror(exc.errno)
+    words = exc.strerror if own_words else _OS_ERROR_WORDS.get(exc.errno, (exc.strerror or str(exc)).lower())
     path = Path(os.fsdecode(exc.filename))
     if exc.errno == errno.ENOTDIR:  # the file in the way may be a parent of the path named
         path = next((p for p in (path, *path.parents) if p.is_file()), path)
-    elif exc.errno == errno.EEXIST and path.is_file():  # mkdir where a file has the name
+    elif exc.errno == errno.EEXIST and path.is_file() and not own_words:  # mkdir where a file is
         words = "a file is in the way (a folder is needed there)"
     return f"{path}: {words}"
 

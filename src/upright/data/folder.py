@@ -203,20 +203,19 @@ def load_folder(path: str, image_size: int = 64, aspect: str = "crop", colour: s
     # whose pixels are damaged is found only when read, and were the split drawn after the
     # in-memory read left it out, the two modes would test on different files (and
     # evaluate, which checks the test files, would refuse a run read the other way).
-    n = len(files)
-    is_test = np.zeros(n, dtype=bool)
-    n_test = int(round(test_fraction * n)) if n > 2 else 0
-    is_test[np.random.default_rng(seed).permutation(n)[:n_test]] = True
+    is_test = np.zeros(len(files), dtype=bool)
+    n_test = int(round(test_fraction * len(files)))
+    is_test[np.random.default_rng(seed).permutation(len(files))[:n_test]] = True
     images = FolderImages(np.array(files, dtype=str), image_size, aspect, colour)
-    if keeps_in_memory(cache, n, image_size, colour):
+    if keeps_in_memory(cache, len(files), image_size, colour):
         images, readable, skipped = images.load(workers, already_skipped=skipped)
         is_test = is_test[readable]
-        if len(images) <= 2:  # as for a folder this small from the start: all of it trains
-            is_test[:] = False
     else:
         warn_skipped(skipped)
-    if not len(images):
-        raise FolderError(f"{root}: no readable image (PNG, JPEG, BMP, TIFF or WebP) found")
     n = len(images)
+    if not n:
+        raise FolderError(f"{root}: no readable image (PNG, JPEG, BMP, TIFF or WebP) found")
+    if n <= 2:  # too few to test on: all of it trains
+        is_test[:] = False
     return SourceData(name=f"folder:{root}", images=images, groups=np.arange(n),
                       is_test=is_test, group_kind="file", skipped=skipped)

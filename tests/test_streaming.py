@@ -15,6 +15,7 @@ from upright.data import folder
 from upright.data.folder import FolderImages, keeps_in_memory, load_folder
 from upright.data.rotated import EpochPlan, TrainBatches
 from upright.data.source import in_memory, split_source
+from upright.experiments import drawn_counts
 
 
 def test_a_streamed_folder_splits_and_reads_exactly_as_one_in_memory(glyph_folder):
@@ -51,34 +52,42 @@ def test_a_file_that_breaks_after_listing_is_named_once_and_left_out(glyph_folde
     assert len(x) == len(angles) == len(positions) == 36  # its 4 views drop out of the batch
 
 
-@pytest.mark.parametrize("where", ["test", "train"])
-def test_a_file_with_damaged_pixels_leaves_the_same_split_in_memory_and_streamed(glyph_folder, tmp_path,
-                                                                                 where):
-    """Its header reads, its pixels do not: read into memory it is left out at once,
-    streamed only when read. Either way the test split holds the same files (before, the
-    in-memory split was drawn without it and tested on other files)."""
+@pytest.mark.parametrize("where", ["test", "val", "train"])
+def test_a_file_with_damaged_pixels_leaves_the_same_splits_in_memory_and_streamed(glyph_folder, tmp_path,
+                                                                                  where):
+    """Its header reads, its pixels do not: read into memory it is found at once, streamed
+    only when read. Either way it keeps its place while the splits are drawn and then
+    leaves its own split only: train, validation and test hold the same files with the
+    same indices (so the same angles), and the counts a run records agree (before, the
+    in-memory splits were drawn without it, and evaluate refused a run read the other way)."""
     folder = tmp_path / "glyphs"
     shutil.copytree(glyph_folder, folder)
     files = sorted(folder.iterdir())
-    clean = load_folder(str(folder), image_size=28, cache="on")
-    position = int(np.flatnonzero(clean.is_test == (where == "test"))[3])
+    clean = split_source(load_folder(str(folder), image_size=28, cache="on"), 0.2, seed=1)
+    position = int(getattr(clean, where).indices[3])
     files[position].write_bytes(files[position].read_bytes()[:60])  # header intact, pixels gone
     cached = load_folder(str(folder), image_size=28, cache="on")
     streamed = load_folder(str(folder), image_size=28, cache="off")
-    assert len(cached.images) == len(files) - 1 and len(streamed.images) == len(files)
-    test_files = [str(f) for f, t in zip(files, clean.is_test, strict=True) if t]
-    assert streamed.images.files[streamed.is_test].tolist() == test_files  # the damaged one too
-    if where == "test":
-        test_files.remove(str(files[position]))
+    assert len(cached.images) == len(streamed.images) == len(files)  # a blank keeps its place
+    assert np.flatnonzero(cached.unreadable).tolist() == [position]
+    assert not cached.images[position].any()
     a, b = split_source(cached, 0.2, seed=1), split_source(streamed, 0.2, seed=1)
-    streamed_test = in_memory(b.test)
-    assert np.array_equal(streamed_test.images, a.test.images)
-    assert len(a.test.images) == len(test_files)
+    b.val, b.test = in_memory(b.val), in_memory(b.test)  # as prepare_data reads them
+    for name in ("train", "val", "test"):
+        wanted = getattr(clean, name).indices
+        kept = wanted[wanted != position]
+        assert getattr(a, name).indices.tolist() == kept.tolist(), name
+        assert getattr(a, name).drawn == getattr(b, name).drawn == len(wanted), name
+    assert b.train.indices.tolist() == clean.train.indices.tolist()  # streamed: left when read
+    for name in ("val", "test"):
+        assert np.array_equal(getattr(a, name).images, getattr(b, name).images), name
+    assert drawn_counts(a) == drawn_counts(b)
     others = np.delete(np.arange(len(files)), position)
-    assert np.array_equal(cached.images, clean.images[others])  # the rest read as before
+    clean_source = load_folder(str(glyph_folder), image_size=28, cache="on")
+    assert np.array_equal(cached.images[others], clean_source.images[others])  # the rest as before
 
 
-def test_a_folder_left_with_one_readable_image_trains_on_it(glyph_folder, tmp_path):
+def test_a_folder_left_with_one_readable_image_is_not_tested_on(glyph_folder, tmp_path):
     """Three files with readable headers, two with damaged pixels: the one left is too few
     to test on (as in a folder of one), whichever seed draws the split."""
     folder = tmp_path / "glyphs"
@@ -88,8 +97,9 @@ def test_a_folder_left_with_one_readable_image_trains_on_it(glyph_folder, tmp_pa
         (folder / file.name).write_bytes(data if k == 0 else data[:60])
     for seed in range(6):
         source = load_folder(str(folder), image_size=28, cache="on", seed=seed)
-        assert len(source.images) == 1 and not source.is_test.any()
-        assert len(split_source(source, 0.2, seed=1).train) == 1
+        assert int((~source.unreadable).sum()) == 1 and not source.is_test.any()
+        splits = split_source(source, 0.2, seed=1)
+        assert len(splits.train) + len(splits.val) == 1 and drawn_counts(splits)["test"] == 0
 
 
 @pytest.mark.parametrize("cache", ["off", "on"])
@@ -124,6 +134,30 @@ def test_training_on_a_streamed_folder_equals_training_in_memory(glyph_folder, t
     assert results["off"]["test"] == results["on"]["test"]
     assert results["off"]["training"]["samples_seen"] == results["on"]["training"]["samples_seen"]
     assert json.loads((tmp_path / "off" / "config.json").read_text())["cache"] == "off"
+
+
+def test_a_run_on_a_folder_with_a_damaged_training_file_evaluates_read_the_other_way(glyph_folder,
+                                                                                      tmp_path):
+    """Trained with the folder in memory, evaluated streamed (as `--cache auto` may choose
+    on another machine): the same splits, so evaluate accepts the run and scores it alike
+    (before, the in-memory splits were a file short and evaluate refused)."""
+    from upright.experiments import evaluate_run, train_run
+    from upright.recipes import make_config
+
+    folder = tmp_path / "glyphs"
+    shutil.copytree(glyph_folder, folder)
+    files = sorted(folder.iterdir())
+    clean = load_folder(str(folder), image_size=28, cache="on", test_fraction=0.25, seed=3)
+    position = int(np.flatnonzero(~clean.is_test)[2])
+    files[position].write_bytes(files[position].read_bytes()[:60])
+    config = make_config("mnist-published", {**TINY_RUN, "dataset": f"folder:{folder}",
+                                             "cache": "on", "max_epochs": 1})
+    trained = train_run(config, tmp_path / "run", progress=False, report=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    (tmp_path / "run" / "config.json").write_text(json.dumps({**saved, "cache": "off"}))
+    evaluated = evaluate_run(tmp_path / "run", progress=False, report=False)
+    assert evaluated["test"]["circular_mae"] == pytest.approx(trained["test"]["circular_mae"], abs=1e-4)
+    assert evaluated["test"]["count"] == trained["test"]["count"]
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -181,11 +181,17 @@ def _data_info(config: TrainConfig, splits: Splits) -> dict[str, Any]:
     return {
         "dataset": config.dataset,
         "excluded_groups": config.excluded_groups,
-        "images": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        "images": drawn_counts(splits),
         "test_sha256": test_fingerprint(splits),
         "test_angles": config.test_angles,
         "eval_seed": config.eval_seed,
     }
+
+
+def drawn_counts(splits: Splits) -> dict[str, int]:
+    """The images drawn into each split, read or not (``Subset.drawn``): what a run records
+    and ``evaluate`` checks, the same whichever way a folder was read."""
+    return {"train": splits.train.drawn, "val": splits.val.drawn, "test": splits.test.drawn}
 
 
 def test_fingerprint(splits: Splits) -> str:
@@ -345,7 +351,7 @@ def _check_same_split(config: TrainConfig, splits: Splits, info: dict[str, Any])
     the model trained on."""
     data = info.get("data") if isinstance(info.get("data"), dict) else {}
     then = data.get("images")
-    now = {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)}
+    now = drawn_counts(splits)
     if isinstance(then, dict) and then and then != now:
         shown = "/".join(str(then.get(k)) for k in now)
         raise DatasetError(f"{config.dataset}: splits into {now['train']}/{now['val']}/{now['test']} "

@@ -100,9 +100,10 @@ class FolderImages:
 
     def load(self, workers: int = 0, already_skipped: list[str] | None = None
              ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Every image, read by ``workers`` processes (0: this one), in file order; files that
-        cannot be read are named in one warning (with ``already_skipped``, found before) and
-        left out (the mask says which, the list says why)."""
+        """Every image, read by ``workers`` processes (0: this one), in file order, with a
+        mask of which could be read: a file that cannot holds a blank image in its place
+        (its index stays its file's) and is named in one warning (with ``already_skipped``,
+        found before); the list says why."""
         import torch
         from tqdm import tqdm
 
@@ -110,13 +111,19 @@ class FolderImages:
         workers = min(workers, len(chunks) // CHUNKS_PER_WORKER)
         loader = torch.utils.data.DataLoader(chunks, batch_size=None, num_workers=workers,
                                              collate_fn=_as_is, **worker_options(workers))
-        parts = list(tqdm(loader, total=len(chunks), desc="reading the folder", unit="chunk",
-                          leave=False, disable=len(self) < 20 * LOAD_CHUNK))
-        problems = list(already_skipped or []) + [p for _, _, found in parts for p in found]
+        images = np.zeros(self.shape, np.uint8)
+        readable = np.zeros(len(self), dtype=bool)
+        problems = list(already_skipped or [])
+        start = 0  # (DataLoader hands the chunks back in order, workers or not)
+        for pixels, read, found in tqdm(loader, total=len(chunks), desc="reading the folder",
+                                        unit="chunk", leave=False, disable=len(self) < 20 * LOAD_CHUNK):
+            stop = start + len(read)
+            images[start:stop][read] = pixels
+            readable[start:stop] = read
+            problems += found
+            start = stop
         warn_skipped(problems)
-        if not parts:
-            return np.zeros((0, *self.shape[1:]), np.uint8), np.zeros(0, dtype=bool), problems
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), problems
+        return images, readable, problems
 
 
 def _as_is(item):
@@ -199,23 +206,26 @@ def load_folder(path: str, image_size: int = 64, aspect: str = "crop", colour: s
               if p.is_symlink() and not p.exists()]
     files, problems = _identifiable(files)
     skipped = broken + problems
-    # The test split is drawn over the files whose header reads, in either mode: a file
-    # whose pixels are damaged is found only when read, and were the split drawn after the
-    # in-memory read left it out, the two modes would test on different files (and
-    # evaluate, which checks the test files, would refuse a run read the other way).
+    # The splits are drawn over the files whose header reads, in either mode: a file whose
+    # pixels are damaged is found only when read, and were the splits drawn after the
+    # in-memory read left it out, the two modes would train, validate and test on
+    # different files (and evaluate, which checks the splits, would refuse a run read the
+    # other way). In memory it keeps its place as a blank marked unreadable, which
+    # split_source leaves out after the draw; streamed, it leaves when first read.
     is_test = np.zeros(len(files), dtype=bool)
     n_test = int(round(test_fraction * len(files)))
     is_test[np.random.default_rng(seed).permutation(len(files))[:n_test]] = True
     images = FolderImages(np.array(files, dtype=str), image_size, aspect, colour)
+    unreadable = None
     if keeps_in_memory(cache, len(files), image_size, colour):
         images, readable, skipped = images.load(workers, already_skipped=skipped)
-        is_test = is_test[readable]
+        unreadable = ~readable
     else:
         warn_skipped(skipped)
-    n = len(images)
+    n = len(images) - (0 if unreadable is None else int(unreadable.sum()))
     if not n:
         raise FolderError(f"{root}: no readable image (PNG, JPEG, BMP, TIFF or WebP) found")
     if n <= 2:  # too few to test on: all of it trains
         is_test[:] = False
-    return SourceData(name=f"folder:{root}", images=images, groups=np.arange(n),
-                      is_test=is_test, group_kind="file", skipped=skipped)
+    return SourceData(name=f"folder:{root}", images=images, groups=np.arange(len(images)),
+                      is_test=is_test, group_kind="file", skipped=skipped, unreadable=unreadable)

@@ -26,12 +26,18 @@ class SourceData:
     default_excluded_groups: tuple[int, ...] = ()
     group_names: dict[int, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # files that could not be read
+    # Images whose file was listed but could not be read (a folder read into memory holds
+    # a blank in their place): they keep their place while the splits are drawn, so a
+    # folder splits alike in memory and streamed, and leave each split after the draw.
+    unreadable: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8:
             raise TypeError(f"{self.name}: images must be uint8, got {self.images.dtype}")
         if not (len(self.images) == len(self.groups) == len(self.is_test)):
             raise ValueError(f"{self.name}: images, groups and is_test differ in length")
+        if self.unreadable is not None and len(self.unreadable) != len(self.images):
+            raise ValueError(f"{self.name}: unreadable and images differ in length")
 
 
 @dataclass
@@ -41,9 +47,16 @@ class Subset:
     images: np.ndarray
     groups: np.ndarray
     indices: np.ndarray
+    unread: int = 0  # files drawn into this split that could not be read and left it
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def drawn(self) -> int:
+        """The images drawn into this split, read or not: the same count whether a folder
+        was read into memory (a damaged file leaves at once) or streamed (when first read)."""
+        return len(self) + self.unread
 
 
 @dataclass
@@ -88,7 +101,9 @@ def split_source(
     val, train = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])
 
     def subset(idx: np.ndarray) -> Subset:
-        return Subset(source.images[idx], source.groups[idx], idx)
+        bad = np.zeros(len(idx), dtype=bool) if source.unreadable is None else source.unreadable[idx]
+        idx = idx[~bad]
+        return Subset(source.images[idx], source.groups[idx], idx, unread=int(bad.sum()))
 
     return Splits(subset(train), subset(val), subset(test))
 
@@ -99,5 +114,6 @@ def in_memory(subset: Subset, workers: int = 0) -> Subset:
     if isinstance(subset.images, np.ndarray):
         return subset
     pixels, readable, _ = subset.images.load(workers)
-    return Subset(pixels, subset.groups[readable], subset.indices[readable])
+    return Subset(pixels[readable], subset.groups[readable], subset.indices[readable],
+                  unread=subset.unread + int((~readable).sum()))
 

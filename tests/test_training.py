@@ -74,6 +74,43 @@ def test_evaluate_reproduces_the_metrics_exactly(tiny_run):
         assert again[part] == saved[part]
 
 
+@pytest.mark.parametrize("edit, message", [
+    ({"test_angles": 8}, "test_angles is 8, but the run was tested with 4"),
+    ({"eval_seed": 7}, "eval_seed is 7, but the run was tested with 2024"),
+    ({"dataset": "mnist"}, "dataset is 'mnist', but the run was made on 'folder:"),
+])
+def test_evaluate_refuses_a_config_edited_to_another_protocol(tiny_run, tmp_path, edit, message):
+    """config.json asks for another test protocol than model.json says the run was tested
+    with: one line naming the file and both values, and nothing rewritten (before, the
+    run's metrics were recomputed on the other protocol under the same record)."""
+    import shutil
+
+    from upright.errors import DatasetError
+
+    copy = tmp_path / "edited"
+    shutil.copytree(tiny_run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, **edit}))
+    before = {f.name: f.read_bytes() for f in copy.iterdir() if f.is_file()}
+    with pytest.raises(DatasetError, match=f"^{copy / 'config.json'}: {message}"):
+        evaluate_run(copy, progress=False, report=False)
+    assert {f.name: f.read_bytes() for f in copy.iterdir() if f.is_file()} == before
+
+
+def test_evaluate_accepts_a_folder_that_moved(tiny_run, tmp_path, glyph_folder):
+    """The folder's path is not the protocol: moved and named anew in config.json, the same
+    files evaluate to the same metrics."""
+    import shutil
+
+    copy, moved = tmp_path / "run", tmp_path / "moved-glyphs"
+    shutil.copytree(tiny_run, copy)
+    shutil.copytree(glyph_folder, moved)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "dataset": f"folder:{moved}"}))
+    saved = json.loads((tiny_run / "metrics.json").read_text())
+    assert evaluate_run(copy, progress=False, report=False)["test"] == saved["test"]
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda d: (d / "model.safetensors").write_bytes(b"garbage"), "safetensors"),
     (lambda d: (d / "model.json").write_text("{not json"), "JSON"),

@@ -328,6 +328,7 @@ def evaluate_run(run_dir: str | Path, progress: bool = True, report: bool = True
     run = RunFolder(run_dir)
     config = run.config()
     model, info = checkpoint.load(run.path)
+    _check_same_protocol(run, config, info)
     _, splits = prepare_data(config)
     _check_same_split(config, splits, info)
     calibration = calibrate(model, validation_set(config, splits), config.eval_batch_size, config.fill)
@@ -343,6 +344,31 @@ def evaluate_run(run_dir: str | Path, progress: bool = True, report: bool = True
 
         write_report(run.path)
     return result.metrics
+
+
+# What the run's test protocol was made of, as model.json records it: evaluate recomputes
+# that protocol, and a config.json edited since would score another one under the run's name.
+PROTOCOL_SETTINGS = ("excluded_groups", "test_angles", "eval_seed")
+
+
+def _check_same_protocol(run: RunFolder, config: TrainConfig, info: dict[str, Any]) -> None:
+    """config.json still asks for the data protocol model.json says the run was made with.
+    A folder may have moved (its path is not compared: the split checks see its files)."""
+    data = info.get("data") if isinstance(info.get("data"), dict) else {}
+    then_kind, now_kind = (str(d).split(":", 1)[0] for d in (data.get("dataset", config.dataset),
+                                                              config.dataset))
+    if then_kind != now_kind:
+        raise DatasetError(f"{run.file(RunFolder.CONFIG)}: dataset is {config.dataset!r}, but the "
+                           f"run was made on {data['dataset']!r} ({RunFolder.MODEL_INFO}); put "
+                           "that back, or train a new run on the other data")
+    for key in PROTOCOL_SETTINGS:
+        now = getattr(config, key)
+        now = list(now) if isinstance(now, tuple) else now
+        if key in data and data[key] != now:
+            then = "the dataset's default" if data[key] is None else repr(data[key])
+            raise DatasetError(f"{run.file(RunFolder.CONFIG)}: {key} is {now!r}, but the run was "
+                               f"tested with {then} ({RunFolder.MODEL_INFO}); evaluate "
+                               "recomputes the run's own protocol: put that back, or train a new run")
 
 
 def _check_same_split(config: TrainConfig, splits: Splits, info: dict[str, Any]) -> None:

@@ -87,19 +87,51 @@ def test_a_file_with_damaged_pixels_leaves_the_same_splits_in_memory_and_streame
     assert np.array_equal(cached.images[others], clean_source.images[others])  # the rest as before
 
 
-def test_a_folder_left_with_one_readable_image_is_not_tested_on(glyph_folder, tmp_path):
-    """Three files with readable headers, two with damaged pixels: the one left is too few
-    to test on (as in a folder of one), whichever seed draws the split."""
+@pytest.mark.parametrize("count, damaged", [(3, 2), (4, 2), (6, 4)])
+def test_a_small_folder_with_damaged_files_splits_alike_in_memory_and_streamed(glyph_folder, tmp_path,
+                                                                               count, damaged):
+    """The small-folder rule (two files or fewer: no test split) counts the files listed,
+    which is all streaming can count: a few damaged files among a few good ones leave the
+    same splits either way (before, memory counted the readable ones and tested on none)."""
     folder = tmp_path / "glyphs"
     folder.mkdir()
-    for k, file in enumerate(sorted(glyph_folder.iterdir())[:3]):
+    for k, file in enumerate(sorted(glyph_folder.iterdir())[:count]):
         data = file.read_bytes()
-        (folder / file.name).write_bytes(data if k == 0 else data[:60])
+        (folder / file.name).write_bytes(data[:60] if k < damaged else data)
     for seed in range(6):
-        source = load_folder(str(folder), image_size=28, cache="on", seed=seed)
-        assert int((~source.unreadable).sum()) == 1 and not source.is_test.any()
-        splits = split_source(source, 0.2, seed=1)
-        assert len(splits.train) + len(splits.val) == 1 and drawn_counts(splits)["test"] == 0
+        cached = load_folder(str(folder), image_size=28, cache="on", seed=seed)
+        streamed = load_folder(str(folder), image_size=28, cache="off", seed=seed)
+        assert int((~cached.unreadable).sum()) == count - damaged
+        assert cached.is_test.tolist() == streamed.is_test.tolist()
+        a, b = split_source(cached, 0.2, seed=1), split_source(streamed, 0.2, seed=1)
+        b.val, b.test = in_memory(b.val), in_memory(b.test)
+        assert drawn_counts(a) == drawn_counts(b)
+        for name in ("train", "val", "test"):
+            assert getattr(a, name).gaps.tolist() == getattr(b, name).gaps.tolist() or name == "train"
+
+
+def test_a_damaged_training_file_leaves_the_same_training_samples_in_memory_and_streamed(glyph_folder,
+                                                                                          tmp_path):
+    """Training plans its epochs over the images drawn, read or not, and leaves the damaged
+    one out of each batch in both modes: the same images at the same angles in the same
+    order (before, memory planned over one image fewer and shuffled otherwise)."""
+    folder = tmp_path / "glyphs"
+    shutil.copytree(glyph_folder, folder)
+    files = sorted(folder.iterdir())
+    position = int(split_source(load_folder(str(folder), image_size=28), 0.2, seed=1).train.indices[5])
+    files[position].write_bytes(files[position].read_bytes()[:60])
+    batches = {}
+    for cache in ("on", "off"):
+        train = split_source(load_folder(str(folder), image_size=28, cache=cache), 0.2, seed=1).train
+        plan = EpochPlan(train.drawn, 16, 2, seed=3, integer_angles=True)
+        loader = TrainBatches(train.images, plan, train.gaps).loader()
+        batches[cache] = [(images.numpy(), angles.numpy(), positions.numpy())
+                          for images, angles, positions in loader]
+    assert len(batches["on"]) == len(batches["off"]) > 1
+    for (x, a, p), (y, b, q) in zip(batches["on"], batches["off"], strict=True):
+        assert np.array_equal(x, y) and np.array_equal(a, b) and np.array_equal(p, q)
+    seen = sum(len(x) for x, _, _ in batches["on"])
+    assert seen == 2 * (len(train.indices) - 1)  # all but the damaged image's two samples
 
 
 @pytest.mark.parametrize("cache", ["off", "on"])
@@ -136,28 +168,36 @@ def test_training_on_a_streamed_folder_equals_training_in_memory(glyph_folder, t
     assert json.loads((tmp_path / "off" / "config.json").read_text())["cache"] == "off"
 
 
-def test_a_run_on_a_folder_with_a_damaged_training_file_evaluates_read_the_other_way(glyph_folder,
-                                                                                      tmp_path):
-    """Trained with the folder in memory, evaluated streamed (as `--cache auto` may choose
-    on another machine): the same splits, so evaluate accepts the run and scores it alike
-    (before, the in-memory splits were a file short and evaluate refused)."""
+def test_a_folder_with_a_damaged_training_file_trains_and_evaluates_alike_either_way(glyph_folder,
+                                                                                     tmp_path):
+    """A damaged file among the training images: trained in memory and streamed, the runs
+    score the same; and the in-memory run evaluated streamed (as `--cache auto` may choose
+    on another machine) is accepted and scores as it did (before, the in-memory splits
+    were a file short, training shuffled otherwise, and evaluate refused)."""
     from upright.experiments import evaluate_run, train_run
     from upright.recipes import make_config
 
     folder = tmp_path / "glyphs"
     shutil.copytree(glyph_folder, folder)
     files = sorted(folder.iterdir())
-    clean = load_folder(str(folder), image_size=28, cache="on", test_fraction=0.25, seed=3)
-    position = int(np.flatnonzero(~clean.is_test)[2])
+    settings = {**TINY_RUN, "dataset": f"folder:{folder}", "max_epochs": 1}
+    config = make_config("mnist-published", settings)
+    clean = split_source(load_folder(str(folder), image_size=28, test_fraction=config.test_fraction,
+                                     seed=config.seed), config.val_fraction, config.seed)
+    position = int(clean.train.indices[2])  # among the first drawn, which evaluate scores
     files[position].write_bytes(files[position].read_bytes()[:60])
-    config = make_config("mnist-published", {**TINY_RUN, "dataset": f"folder:{folder}",
-                                             "cache": "on", "max_epochs": 1})
-    trained = train_run(config, tmp_path / "run", progress=False, report=False)
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    (tmp_path / "run" / "config.json").write_text(json.dumps({**saved, "cache": "off"}))
-    evaluated = evaluate_run(tmp_path / "run", progress=False, report=False)
-    assert evaluated["test"]["circular_mae"] == pytest.approx(trained["test"]["circular_mae"], abs=1e-4)
-    assert evaluated["test"]["count"] == trained["test"]["count"]
+    runs = {cache: train_run(make_config("mnist-published", {**settings, "cache": cache}),
+                             tmp_path / cache, progress=False, report=False)
+            for cache in ("on", "off")}
+    for part in ("test", "train"):
+        assert runs["on"][part] == runs["off"][part], part
+    assert runs["on"]["train"]["count"] == (config.train_eval_images - 1) * config.test_angles
+    saved = json.loads((tmp_path / "on" / "config.json").read_text())
+    (tmp_path / "on" / "config.json").write_text(json.dumps({**saved, "cache": "off"}))
+    evaluated = evaluate_run(tmp_path / "on", progress=False, report=False)
+    for part in ("test", "train"):
+        assert evaluated[part]["circular_mae"] == pytest.approx(runs["on"][part]["circular_mae"], abs=1e-4)
+        assert evaluated[part]["count"] == runs["on"][part]["count"]
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -181,3 +221,25 @@ def test_reading_workers_never_start_by_forking_this_process(glyph_folder):
     indices = plan.batch(0, 0)[0]
     assert np.array_equal(pixels.numpy(), cached.images[indices.numpy()])
     assert len(positions) == 8
+
+
+def test_a_run_that_counted_only_readable_files_is_refused_in_words_that_say_so(glyph_folder, tmp_path):
+    """A run recorded before the splits counted damaged files recorded the readable ones:
+    with damaged files in the folder its splits cannot be checked, and the refusal says
+    that (not that the data changed)."""
+    from upright.errors import DatasetError
+    from upright.experiments import _check_same_split
+    from upright.recipes import make_config
+
+    folder = tmp_path / "glyphs"
+    shutil.copytree(glyph_folder, folder)
+    files = sorted(folder.iterdir())
+    splits = split_source(load_folder(str(folder), image_size=28, cache="on"), 0.2, seed=1)
+    position = int(splits.val.indices[0])
+    files[position].write_bytes(files[position].read_bytes()[:60])
+    splits = split_source(load_folder(str(folder), image_size=28, cache="on"), 0.2, seed=1)
+    config = make_config("mnist-published", {"dataset": f"folder:{folder}"})
+    counted = {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)}
+    with pytest.raises(DatasetError, match="counted only the images it could read"):
+        _check_same_split(config, splits, {"data": {"images": counted}})
+    _check_same_split(config, splits, {"data": {"images": drawn_counts(splits)}})

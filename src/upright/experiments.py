@@ -24,7 +24,7 @@ from upright.data.rotated import (
     to_float_images,
     to_uint8_images,
 )
-from upright.data.source import SourceData, Splits, Subset, in_memory, split_source
+from upright.data.source import SourceData, Splits, in_memory, split_source
 from upright.errors import DatasetError, UserError
 from upright.evaluation import (
     belief_set,
@@ -263,9 +263,9 @@ def evaluate(model: AngleModel, splits: Splits, config: TrainConfig, progress: b
     else:
         test_belief = belief_set(model, test_set, bs, fill, temperature)
         test_pred = test_belief.angle.astype(np.float32)
-    n_train = min(config.train_eval_images, len(splits.train))
-    train_part = in_memory(Subset(splits.train.images[:n_train], splits.train.groups[:n_train],
-                                  splits.train.indices[:n_train]), config.num_workers)
+    # The first images drawn, read or not: the same ones whichever way a folder is read.
+    train_part = in_memory(splits.train.first_drawn(min(config.train_eval_images, splits.train.drawn)),
+                           config.num_workers)
     train_set = protocol_set(train_part.images, train_part.indices, config.test_angles,
                              config.eval_seed + 2)
     train_pred = run_set("train", train_set)
@@ -380,6 +380,11 @@ def _check_same_split(config: TrainConfig, splits: Splits, info: dict[str, Any])
     now = drawn_counts(splits)
     if isinstance(then, dict) and then and then != now:
         shown = "/".join(str(then.get(k)) for k in now)
+        if then == {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)}:
+            raise DatasetError(f"{config.dataset}: the run counted only the images it could read "
+                               f"({shown}, train/validation/test, as upright did before 2026-12-07), and "
+                               "the data now holds files that cannot be read: which split they "
+                               "stood in cannot be checked; train a new run on it instead")
         raise DatasetError(f"{config.dataset}: splits into {now['train']}/{now['val']}/{now['test']} "
                            f"images (train/validation/test), the run was made with {shown}: the "
                            "data changed since, and its test set would hold other images (some "

@@ -191,12 +191,14 @@ class RotationDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         config, trainer = self.config, self.trainer
-        plan = EpochPlan(len(self.splits.train), config.batch_size, config.angles_per_epoch,
+        train = self.splits.train
+        # Planned over the images drawn, read or not (``Subset.gaps``): a folder trains on the
+        # same samples at the same angles in memory and streamed.
+        plan = EpochPlan(train.drawn, config.batch_size, config.angles_per_epoch,
                          config.seed, config.integer_angles, trainer.global_rank, trainer.world_size)
-        images = self.splits.train.images
         # Workers read a streamed folder's files; arrays in memory need none.
-        workers = 0 if isinstance(images, np.ndarray) else config.num_workers
-        return TrainBatches(images, plan).loader(workers)
+        workers = 0 if isinstance(train.images, np.ndarray) else config.num_workers
+        return TrainBatches(train.images, plan, train.gaps).loader(workers)
 
     def val_dataloader(self):
         val = self.val_set

@@ -222,10 +222,11 @@ def load_folder(path: str, image_size: int = 64, aspect: str = "crop", colour: s
         unreadable = ~readable
     else:
         warn_skipped(skipped)
-    n = len(images) - (0 if unreadable is None else int(unreadable.sum()))
-    if not n:
+    if not len(images) or (unreadable is not None and unreadable.all()):
         raise FolderError(f"{root}: no readable image (PNG, JPEG, BMP, TIFF or WebP) found")
-    if n <= 2:  # too few to test on: all of it trains
+    # Too few to test on: all of it trains. Counted over the files listed, as streaming
+    # must (it finds damaged pixels only when reading), so both ways split alike.
+    if len(images) <= 2:
         is_test[:] = False
     return SourceData(name=f"folder:{root}", images=images, groups=np.arange(len(images)),
                       is_test=is_test, group_kind="file", skipped=skipped, unreadable=unreadable)

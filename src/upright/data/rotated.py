@@ -153,19 +153,26 @@ class EpochSampler(torch.utils.data.Sampler):
 class TrainBatches(torch.utils.data.Dataset):
     """Training batches: key (epoch, batch) -> (upright uint8 images, angles, sample
     positions). ``images`` is an array in memory or anything whose ``read(indices)`` gives
-    them (a streamed folder: files read and prepared in DataLoader workers)."""
+    them (a streamed folder: files read and prepared in DataLoader workers). ``gaps``: the
+    plan's image indices that have no row in ``images`` (files that could not be read,
+    ``Subset.gaps``), left out of each batch as a streamed file that fails is."""
 
-    def __init__(self, images, plan: EpochPlan) -> None:
+    def __init__(self, images, plan: EpochPlan, gaps: np.ndarray | None = None) -> None:
         super().__init__()
         self.images = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) \
             else images
         self.plan = plan
+        self.gaps = torch.as_tensor(np.zeros(0, np.int64) if gaps is None else gaps, dtype=torch.int64)
 
     def __len__(self) -> int:
         return len(self.plan)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         indices, angles, positions = self.plan.batch(*key)
+        if len(self.gaps):
+            keep = ~torch.isin(indices, self.gaps)
+            indices, angles, positions = indices[keep], angles[keep], positions[keep]
+            indices = indices - torch.searchsorted(self.gaps, indices)  # drawn place -> row
         if isinstance(self.images, torch.Tensor):
             return self.images[indices], angles, positions
         pixels, readable = self.images.read(indices.numpy())

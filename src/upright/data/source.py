@@ -47,7 +47,10 @@ class Subset:
     images: np.ndarray
     groups: np.ndarray
     indices: np.ndarray
-    unread: int = 0  # files drawn into this split that could not be read and left it
+    # Where files drawn into this split that could not be read stood, as positions in the
+    # order drawn: training plans its epochs over the drawn images and leaves these out of
+    # each batch, as a streamed folder leaves a file that fails when read.
+    gaps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -56,7 +59,13 @@ class Subset:
     def drawn(self) -> int:
         """The images drawn into this split, read or not: the same count whether a folder
         was read into memory (a damaged file leaves at once) or streamed (when first read)."""
-        return len(self) + self.unread
+        return len(self) + len(self.gaps)
+
+    def first_drawn(self, count: int) -> Subset:
+        """The images of the first ``count`` drawn (those of them that were read)."""
+        rows = count - int(np.searchsorted(self.gaps, count))
+        return Subset(self.images[:rows], self.groups[:rows], self.indices[:rows],
+                      self.gaps[self.gaps < count])
 
 
 @dataclass
@@ -102,8 +111,8 @@ def split_source(
 
     def subset(idx: np.ndarray) -> Subset:
         bad = np.zeros(len(idx), dtype=bool) if source.unreadable is None else source.unreadable[idx]
-        idx = idx[~bad]
-        return Subset(source.images[idx], source.groups[idx], idx, unread=int(bad.sum()))
+        kept = idx[~bad]
+        return Subset(source.images[kept], source.groups[kept], kept, np.flatnonzero(bad))
 
     return Splits(subset(train), subset(val), subset(test))
 
@@ -114,6 +123,7 @@ def in_memory(subset: Subset, workers: int = 0) -> Subset:
     if isinstance(subset.images, np.ndarray):
         return subset
     pixels, readable, _ = subset.images.load(workers)
-    return Subset(pixels[readable], subset.groups[readable], subset.indices[readable],
-                  unread=subset.unread + int((~readable).sum()))
+    places = np.delete(np.arange(subset.drawn), subset.gaps)  # each row's place in the draw
+    gaps = np.union1d(subset.gaps, places[~readable]).astype(np.int64)
+    return Subset(pixels[readable], subset.groups[readable], subset.indices[readable], gaps)
 

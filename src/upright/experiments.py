@@ -355,11 +355,10 @@ def _check_same_protocol(run: RunFolder, config: TrainConfig, info: dict[str, An
     """config.json still asks for the data protocol model.json says the run was made with.
     A folder may have moved (its path is not compared: the split checks see its files)."""
     data = info.get("data") if isinstance(info.get("data"), dict) else {}
-    then_kind, now_kind = (str(d).split(":", 1)[0] for d in (data.get("dataset", config.dataset),
-                                                              config.dataset))
-    if then_kind != now_kind:
+    then = str(data.get("dataset", config.dataset))
+    if then.split(":", 1)[0] != config.dataset.split(":", 1)[0]:  # mnist, olivetti or folder
         raise DatasetError(f"{run.file(RunFolder.CONFIG)}: dataset is {config.dataset!r}, but the "
-                           f"run was made on {data['dataset']!r} ({RunFolder.MODEL_INFO}); put "
+                           f"run was made on {then!r} ({RunFolder.MODEL_INFO}); put "
                            "that back, or train a new run on the other data")
     for key in PROTOCOL_SETTINGS:
         now = getattr(config, key)

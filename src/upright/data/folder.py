@@ -212,8 +212,10 @@ def load_folder(path: str, image_size: int = 64, aspect: str = "crop", colour: s
     # different files (and evaluate, which checks the splits, would refuse a run read the
     # other way). In memory it keeps its place as a blank marked unreadable, which
     # split_source leaves out after the draw; streamed, it leaves when first read.
+    # Two files or fewer are too few to test on: all of it trains (counted over the files
+    # listed, as streaming must, so both ways split alike).
     is_test = np.zeros(len(files), dtype=bool)
-    n_test = int(round(test_fraction * len(files)))
+    n_test = int(round(test_fraction * len(files))) if len(files) > 2 else 0
     is_test[np.random.default_rng(seed).permutation(len(files))[:n_test]] = True
     images = FolderImages(np.array(files, dtype=str), image_size, aspect, colour)
     unreadable = None
@@ -224,9 +226,5 @@ def load_folder(path: str, image_size: int = 64, aspect: str = "crop", colour: s
         warn_skipped(skipped)
     if not len(images) or (unreadable is not None and unreadable.all()):
         raise FolderError(f"{root}: no readable image (PNG, JPEG, BMP, TIFF or WebP) found")
-    # Too few to test on: all of it trains. Counted over the files listed, as streaming
-    # must (it finds damaged pixels only when reading), so both ways split alike.
-    if len(images) <= 2:
-        is_test[:] = False
     return SourceData(name=f"folder:{root}", images=images, groups=np.arange(len(images)),
                       is_test=is_test, group_kind="file", skipped=skipped, unreadable=unreadable)

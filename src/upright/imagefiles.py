@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from upright.errors import UserError
+from upright.jpegencode import encode_jpeg
 from upright.pngstream import write_png
 from upright.prepare import CONVERTED_MODES
 
@@ -459,6 +460,10 @@ def encode_image(decoded: DecodedImage, pixels: np.ndarray, jpeg_quality: int = 
         return buffer.getvalue()
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
+    if fmt == "JPEG" and decoded.mode in ("L", "RGB"):  # the common case, without the GIL
+        data = encode_jpeg(pixels, jpeg_quality, decoded.metadata)
+        if data is not None:
+            return data
     if decoded.mode in CONVERTED_MODES:
         image = Image.frombytes(decoded.mode, (pixels.shape[1], pixels.shape[0]),
                                 np.ascontiguousarray(pixels).tobytes())

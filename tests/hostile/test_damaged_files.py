@@ -120,6 +120,87 @@ def test_the_marker_check_refuses_a_stray_marker_but_skips_segment_payloads():
     assert imagefiles._scan_markers_valid(np.frombuffer(with_comment, np.uint8))
 
 
+def _with_exif_thumbnail(data: bytes) -> bytes:
+    """``data`` with the EXIF segment a camera writes: a Make tag in IFD0 and, in IFD1, a
+    small JPEG thumbnail (its own start, scan and end markers inside the segment)."""
+    import struct
+
+    thumb = _jpeg(_photo(5)[:32, :32])
+    ifd0 = struct.pack(">H", 1) + struct.pack(">HHI4s", 0x010F, 2, 4, b"Cam\0") + struct.pack(">I", 26)
+    ifd1 = struct.pack(">H", 2) + struct.pack(">HHII", 0x0201, 4, 1, 56) + struct.pack(
+        ">HHII", 0x0202, 4, 1, len(thumb)) + struct.pack(">I", 0)
+    payload = b"Exif\0\0" + b"MM\x00\x2a" + struct.pack(">I", 8) + ifd0 + ifd1 + thumb
+    assert data[2:4] == b"\xff\xe0"  # after the JFIF segment, as cameras place it
+    app0_end = 4 + (data[4] << 8 | data[5])
+    return data[:app0_end] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[app0_end:]
+
+
+def test_a_jpeg_with_an_exif_thumbnail_takes_the_fast_decode(tmp_path):
+    """The thumbnail's own markers are the EXIF segment's payload: the check walks the
+    segments from the file's start, so a camera's photo is decoded by OpenCV (and at a DCT
+    reduction for a view), not sent to Pillow."""
+    data = _with_exif_thumbnail(_jpeg(_photo(6)))
+    assert imagefiles._scan_markers_valid(np.frombuffer(data, np.uint8))
+    path = tmp_path / "camera.jpg"
+    path.write_bytes(data)
+    with Image.open(path) as opened:
+        assert opened.getexif()[0x010F] == "Cam"
+        fast = imagefiles._read_plain_jpeg(path, opened)
+        reference = np.asarray(opened.convert("RGB"))
+    assert fast is not None and np.abs(fast.pixels.astype(int) - reference).max() <= 2
+    view = imagefiles.read_image(path, min_side=28)
+    assert view.scale == 8 and view.pixels.shape == (30, 40, 3)
+
+
+def _restart_jpeg(interval: int) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", _photo(7)[:, :, ::-1], [cv2.IMWRITE_JPEG_RST_INTERVAL, interval])
+    return encoded.tobytes()
+
+
+def _restart_positions(data: bytes) -> list[int]:
+    sos = data.find(b"\xff\xda")
+    return [i for i in range(sos, len(data) - 1) if data[i] == 0xFF and 0xD0 <= data[i + 1] <= 0xD7]
+
+
+@pytest.mark.parametrize("damage", ["restart-without-interval", "restart-out-of-order"])
+def test_a_restart_marker_out_of_place_fails_with_the_files_name(model, tmp_path, capfd, damage):
+    """Both decoders pass over a restart marker where none may be (libjpeg warns on stderr,
+    without the file's name, and decodes garbage or grey): upright names the file, writes
+    nothing for it, and goes on with the rest."""
+    if damage == "restart-without-interval":
+        data = bytearray(_jpeg(_photo(4)))
+        middle = (data.find(b"\xff\xda") + len(data)) // 2
+        data[middle:middle + 2] = b"\xff\xd0"
+    else:
+        data = bytearray(_restart_jpeg(4))
+        third = _restart_positions(bytes(data))[2]
+        data[third + 1] = 0xD5  # RST5 where RST2 is due
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "damaged.jpg").write_bytes(bytes(data))
+    (tmp_path / "in" / "good.jpg").write_bytes(_restart_jpeg(4))
+    with pytest.raises(imagefiles.ImageFileError, match="damaged.jpg: corrupt or truncated image "
+                       r"\(restart marker \d out of place in a scan\)"):
+        imagefiles.read_image(tmp_path / "in" / "damaged.jpg")
+    status = main(correct(tmp_path / "in", "-o", tmp_path / "out", "--min-confidence", "0"))
+    assert status == 1
+    rows, _ = report_rows(tmp_path / "out")
+    by_name = {r["file"].rsplit("/", 1)[-1]: r for r in rows}
+    assert by_name["damaged.jpg"]["action"] == "failed"
+    assert by_name["good.jpg"]["action"] == "rotated"
+    assert not (tmp_path / "out" / "damaged.jpg").exists()
+    err = capfd.readouterr().err
+    assert "damaged.jpg" in err and "Corrupt JPEG data" not in err
+
+
+def test_restart_markers_in_order_pass_and_a_restart_outside_a_scan_goes_to_pillow():
+    data = _restart_jpeg(2)
+    assert len(_restart_positions(data)) > 8  # the numbers wrap from 7 to 0
+    assert imagefiles._scan_markers_valid(np.frombuffer(data, np.uint8))
+    sos = data.find(b"\xff\xda")
+    before_scan = data[:sos] + b"\xff\xd3" + data[sos:]
+    assert not imagefiles._scan_markers_valid(np.frombuffer(before_scan, np.uint8))
+
+
 def _png_with_rows(path, width: int, height: int, rows: int, interlace: bool = False) -> None:
     """A grey PNG whose header promises ``height`` rows and whose data holds ``rows``."""
     import struct

@@ -8,7 +8,7 @@ time per image and actions; peak RSS; the CPU; and each stage's CPU time per tur
 and share of the work (one stage at a time on a sample, single-threaded; ``--stage-sample
 0`` skips it).
 
-    python bench/correct.py --count 1000 [--model mnist|RUN] [--workers 2]
+    python bench/correct.py --count 1000 [--model mnist|RUN] [--workers 2] [--camera]
 """
 
 from __future__ import annotations
@@ -36,8 +36,23 @@ from upright.predictors import load_predictor
 from upright.shipped import shipped_model
 
 
-def write_photos(folder: Path, count: int, size=(1024, 768)) -> None:
-    """Photo-like JPEGs: smooth gradients, shapes and noise (so the encoder has real work)."""
+def camera_exif(thumbnail: np.ndarray) -> bytes:
+    """An EXIF segment's payload as a camera writes it: a Make tag in IFD0 and a JPEG
+    thumbnail in IFD1 (whose own markers sit inside the segment)."""
+    import io
+    import struct
+
+    buffer = io.BytesIO()
+    Image.fromarray(thumbnail).save(buffer, format="JPEG", quality=80)
+    thumb = buffer.getvalue()
+    ifd0 = struct.pack(">HHHI4sI", 1, 0x010F, 2, 4, b"Cam\0", 26)
+    ifd1 = struct.pack(">HHHIIHHIII", 2, 0x0201, 4, 1, 56, 0x0202, 4, 1, len(thumb), 0)
+    return b"Exif\0\0MM\x00\x2a" + struct.pack(">I", 8) + ifd0 + ifd1 + thumb
+
+
+def write_photos(folder: Path, count: int, size=(1024, 768), camera: bool = False) -> None:
+    """Photo-like JPEGs: smooth gradients, shapes and noise (so the encoder has real work);
+    ``camera``: each with an EXIF thumbnail of 160x120, as a camera's photos have."""
     rng = np.random.default_rng(0)
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -45,8 +60,9 @@ def write_photos(folder: Path, count: int, size=(1024, 768)) -> None:
         base = (np.sin(xx / (40 + i % 17)) + np.cos(yy / (55 + i % 11))) * 50 + 120
         img = np.stack([base + rng.normal(0, 12, (h, w)) for _ in range(3)], axis=2)
         img[h // 3: h // 2, w // 4: w // 2] = rng.integers(0, 255, 3)
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"photo{i:05d}.jpg",
-                                                                     quality=90)
+        photo = np.clip(img, 0, 255).astype(np.uint8)
+        extra = {"exif": camera_exif(photo[::6, ::6][:120, :160])} if camera else {}
+        Image.fromarray(photo).save(folder / f"photo{i:05d}.jpg", quality=90, **extra)
 
 
 def model_folder(name: str | None, tmp: Path) -> str:
@@ -110,6 +126,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, help="default: the tool's (CPU count + 1)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--stage-sample", type=int, default=50)
+    parser.add_argument("--camera", action="store_true",
+                        help="photos with an EXIF thumbnail, as a camera writes them")
     args = parser.parse_args()
     runs = {"dry_run": {"dry_run": True}, "full": {}, "turn_all": {"min_confidence": 0.0}}
     report: dict = {}
@@ -117,7 +135,7 @@ def main() -> int:
         tmp = Path(tmp_name)
         photos = tmp / "photos"
         photos.mkdir()
-        write_photos(photos, args.count)
+        write_photos(photos, args.count, camera=args.camera)
         predictor = load_predictor(model_folder(args.model, tmp))
         # Warm up (the first batch through torch is slow) on one file, untimed.
         correct_paths([next(photos.iterdir())], predictor, tmp / "warm", CorrectOptions(dry_run=True))
@@ -138,7 +156,7 @@ def main() -> int:
             (tmp / "stage").mkdir()
             stages = stage_ms(sample, predictor, tmp / "stage")
     print(json.dumps({
-        "benchmark": "correct", "images": args.count, "size": [1024, 768],
+        "benchmark": "correct", "images": args.count, "size": [1024, 768], "camera": args.camera,
         "cpu": cpu_name(), "cores": os.cpu_count(), "workers": args.workers or default_workers(),
         **report, "peak_rss_mb": round(rss_after_batch, 1),
         "stage_cpu_ms": {k: round(v, 2) for k, v in stages.items()},

@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 
 from upright.errors import UserError
 from upright.jpegencode import encode_jpeg
+from upright.pngcheck import image_data_bytes, png_stream_problem
 from upright.pngstream import write_png
 from upright.prepare import CONVERTED_MODES
 
@@ -92,6 +93,14 @@ def _opencv_read(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray 
     return pixels
 
 
+def _check_png_stream(path: Path) -> None:
+    """Before OpenCV decodes a PNG into our array: it would hand back that array
+    uninitialised where libpng gives up (upright.pngcheck)."""
+    problem = png_stream_problem(path)
+    if problem:
+        raise ImageFileError(f"{path}: corrupt PNG ({problem})")
+
+
 def _read_16bit_colour(path: Path, opened: Image.Image) -> np.ndarray:
     """Pillow reduces 16-bit colour to 8 bits; OpenCV (PNG) and tifffile (TIFF: OpenCV
     cannot read one with an orientation tag) keep them. The stored orientation is returned."""
@@ -104,16 +113,12 @@ def _read_16bit_colour(path: Path, opened: Image.Image) -> np.ndarray:
         except Exception as exc:  # noqa: BLE001 - a codec it lacks, or damage: one line
             raise ImageFileError(f"{path}: cannot decode 16-bit colour TIFF ({exc})") from exc
     else:
+        _check_png_stream(path)
         pixels = _opencv_read(path, shape, np.uint16)
     # (Pillow gives a TIFF with a quarter-turn orientation its turned size: compare channels.)
     if pixels is None or pixels.shape[2:] != shape[2:] or pixels.dtype != np.uint16:
         raise ImageFileError(f"{path}: cannot decode 16-bit colour image")
     return pixels
-
-
-# Adam7's passes: (first column, first row, column step, row step).
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 
 
 def _png_data_complete(path: Path, opened: Image.Image) -> bool:
@@ -128,14 +133,7 @@ def _png_data_complete(path: Path, opened: Image.Image) -> bool:
         width, height, depth, colour, interlace = struct.unpack(">IIBB2xB", head[16:29])
         if not interlace and np.asarray(opened.crop((0, height - 1, width, height))).any():
             return True
-        channels = _PNG_CHANNELS.get(colour, 4)
-
-        def rows_bytes(w: int, h: int) -> int:
-            return h * (1 + (w * channels * depth + 7) // 8) if w and h else 0
-
-        passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
-        expected = sum(rows_bytes(max(0, -(-(width - x) // dx)), max(0, -(-(height - y) // dy)))
-                       for x, y, dx, dy in passes)
+        expected = image_data_bytes(width, height, depth, colour, interlace)
         inflate, got = zlib.decompressobj(), 0
         while got < expected:
             header = f.read(8)
@@ -170,6 +168,7 @@ def _read_big_png(path: Path, opened: Image.Image) -> DecodedImage | None:
     orientation = exif.get(EXIF_ORIENTATION, 1)
     meta = _metadata(opened, exif)
     shape = (opened.height, opened.width) + ((bands,) if bands > 1 else ())
+    _check_png_stream(path)
     pixels = _opencv_read(path, shape, np.uint8)
     if pixels is None:
         return None  # palette, transparency key, damage...: Pillow's slower path decides

@@ -1,0 +1,97 @@
+"""A PNG's chunk stream checked whole before OpenCV decodes it.
+
+OpenCV decodes 16-bit colour and big PNGs straight into an array upright allocates, but
+its ``imread`` into a given array drops libpng's verdict: a file libpng gives up on comes
+back as that array, uninitialised, and libpng's complaint goes to stderr without the
+file's name. So those files are checked here first, in bounded pieces (never the whole
+image in memory): every chunk's CRC, no critical chunk libpng does not know, and image
+data that inflates to exactly the rows the header promises.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_KNOWN_CRITICAL = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_PIECE = 1 << 20
+
+
+def _name(kind: bytes) -> str:
+    return kind.decode("ascii", "backslashreplace")
+
+
+def image_data_bytes(width: int, height: int, depth: int, colour: int, interlace: int) -> int:
+    """The inflated size of a PNG's image data: every pass's rows with their filter bytes."""
+    channels = _CHANNELS.get(colour, 4)
+
+    def rows(w: int, h: int) -> int:
+        return h * (1 + (w * channels * depth + 7) // 8) if w and h else 0
+
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    return sum(rows(max(0, -(-(width - x) // dx)), max(0, -(-(height - y) // dy)))
+               for x, y, dx, dy in passes)
+
+
+def png_stream_problem(path: str | Path) -> str | None:
+    """What is wrong with the PNG at ``path`` (a phrase for an error message), or None."""
+    with open(path, "rb") as f:
+        if f.read(8) != SIGNATURE:
+            return "not a PNG signature"
+        inflate, expected, got, seen_idat, idat_done = zlib.decompressobj(), None, 0, False, False
+        while True:
+            header = f.read(8)
+            if len(header) < 8:
+                return "it ends before its end chunk (truncated)"
+            length, kind = struct.unpack(">I4s", header)
+            if length > 0x7FFFFFFF:
+                return f"a {kind!r} chunk's length is over the PNG limit"
+            if kind[0:1].isupper() and kind not in _KNOWN_CRITICAL:
+                return f"an unknown critical chunk {_name(kind)!r}"
+            if expected is None and kind != b"IHDR":
+                return "its first chunk is not the header"
+            crc, left, first = zlib.crc32(kind), length, b""
+            while left:
+                piece = f.read(min(left, _PIECE))
+                if not piece:
+                    return f"it ends inside a {_name(kind)} chunk (truncated)"
+                left -= len(piece)
+                crc = zlib.crc32(piece, crc)
+                if kind == b"IHDR" and not first:
+                    first = piece
+                if kind == b"IDAT":
+                    if idat_done:
+                        return "its image data is split by other chunks"
+                    if got > expected:  # a bomb's worth of data is not inflated to the end
+                        return "more image data than its rows"
+                    try:
+                        while piece and got <= expected:
+                            got += len(inflate.decompress(piece, _PIECE))
+                            piece = inflate.unconsumed_tail
+                    except zlib.error as exc:
+                        return f"damaged image data ({exc})"
+            stored = f.read(4)
+            if len(stored) < 4:
+                return f"it ends inside a {_name(kind)} chunk (truncated)"
+            if struct.unpack(">I", stored)[0] != crc:
+                return f"a CRC error in its {_name(kind)} chunk"
+            if kind == b"IHDR":
+                if length != 13:
+                    return "a damaged header chunk"
+                width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", first)
+                expected = image_data_bytes(width, height, depth, colour, interlace)
+            elif kind == b"IDAT":
+                seen_idat = True
+            elif seen_idat:
+                idat_done = True
+            if kind == b"IEND":
+                break
+    if got < expected or not inflate.eof:
+        return "its image data ends before its last row"
+    if got > expected or inflate.unused_data:
+        return "more image data than its rows"
+    return None

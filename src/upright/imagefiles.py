@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from upright.errors import UserError
+from upright.jpegdecode import JpegDamage, JpegNotForTurbo, decode_jpeg
 from upright.jpegencode import encode_jpeg
 from upright.pngcheck import image_data_bytes, png_stream_problem
 from upright.pngstream import write_png
@@ -177,8 +178,6 @@ def _read_big_png(path: Path, opened: Image.Image) -> DecodedImage | None:
 
 # The reductions libjpeg decodes directly (its DCT scaling), largest first.
 JPEG_SCALES = (8, 4, 2)
-_REDUCED_FLAGS = {1: 0, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
-                  8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
 
 
 def jpeg_scale(width: int, height: int, min_side: int | None) -> int:
@@ -193,78 +192,12 @@ def _reduced(size: int, scale: int) -> int:
     return -(-size // scale)  # libjpeg rounds a scaled side up
 
 
-# Markers that may follow a scan's entropy-coded data (SOS, DHT, DAC, DQT, DNL, DRI, APPn,
-# COM) or end the image (EOI). Any other byte after a 0xFF in a scan (besides 00: a stuffed
-# 0xFF, D0-D7: restarts, FF: fill) is damage. Before the first scan, a frame header (SOFn)
-# may come too.
-_AFTER_SCAN_MARKERS = np.zeros(256, bool)
-_AFTER_SCAN_MARKERS[[0xC4, 0xCC, 0xD9, 0xDA, 0xDB, 0xDC, 0xDD, *range(0xE0, 0xF0), 0xFE]] = True
-_HEADER_MARKERS = _AFTER_SCAN_MARKERS.copy()
-_HEADER_MARKERS[[0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF]] = True
-_HEADER_MARKERS[0xD9] = False
-_RESTARTS = range(0xD0, 0xD8)
-
-
-class _ScanDamage(ValueError):
-    """A JPEG's scans are damaged in a way both decoders would pass over with grey or
-    garbage (libjpeg only warns, on stderr, without the file's name)."""
-
-
-def _scan_markers_valid(data: np.ndarray) -> bool:
-    """Whether the markers of a JPEG are where and what they may be, from its start marker
-    to its end marker at the file's end: each segment ending where the next marker begins
-    (a thumbnail inside an EXIF segment is the segment's payload, not the image), a scan's
-    data holding nothing but restart markers, and those only in order, only where a restart
-    interval was set. libjpeg meets anything else as a broken entropy stream: it warns on
-    stderr, without the file's name, and fills the rest of the image with grey, which
-    OpenCV returns as if nothing were wrong (Pillow refuses most such files). False sends
-    the file to Pillow's decoder, so the check is strict; restart markers out of place,
-    which Pillow passes over too, raise _ScanDamage."""
-    if len(data) < 4 or data[0] != 0xFF or data[1] != 0xD8:
-        return False
-    ff = np.flatnonzero(data[:-1] == 0xFF)  # one pass over the file; the rest on these few
-    after_ff = data[ff + 1]
-    candidates = ff[(after_ff != 0x00) & (after_ff != 0xFF)]
-    position, in_segments, allowed = 2, True, _HEADER_MARKERS
-    interval, next_restart = 0, 0  # the restart interval set, the restart marker due next
-    for at in candidates.tolist():
-        if at < position:
-            continue  # inside a segment's payload
-        marker = int(data[at + 1])
-        if marker in _RESTARTS:
-            if in_segments:
-                return False  # a restart outside a scan
-            if not interval or marker != 0xD0 + next_restart:
-                raise _ScanDamage(f"restart marker {marker - 0xD0} out of place in a scan")
-            next_restart = (next_restart + 1) % 8
-            continue
-        if in_segments and at != position and data[position:at].min() != 0xFF:
-            return False  # bytes between a segment's end and the next marker (fill bytes aside)
-        if marker == 0xD9:
-            return not in_segments and at + 2 == len(data)  # mid-file: damage, or a trailer for Pillow
-        if not allowed[marker] or at + 4 > len(data):
-            return False
-        length = int(data[at + 2]) << 8 | int(data[at + 3])
-        if marker == 0xDA and not (at + 5 <= len(data) and 1 <= data[at + 4] <= 4
-                                   and length == 6 + 2 * int(data[at + 4])):
-            return False  # a scan header's length follows from its component count
-        if marker == 0xDD:  # DRI: the restart interval from here on
-            if length != 4 or at + 6 > len(data):
-                return False
-            interval = int(data[at + 4]) << 8 | int(data[at + 5])
-        position = at + 2 + length
-        in_segments = marker != 0xDA  # after SOS's header come the scan's data, then a marker
-        if marker == 0xDA:
-            allowed, next_restart = _AFTER_SCAN_MARKERS, 0
-    return False
-
-
 def _read_plain_jpeg(path: Path, opened: Image.Image, scale: int = 1) -> DecodedImage | None:
-    """Grey or RGB JPEGs, the common case, decoded by OpenCV (libjpeg-turbo, no Python in
-    the loop, the GIL released throughout): about twice as fast as Pillow here; ``scale``
-    > 1 decodes at that DCT reduction. Anything else, any file not ending in its
-    end-of-image marker (truncated: OpenCV would only warn and return grey) and any with a
-    damaged marker in its scans, is left to Pillow, which reports the problem."""
+    """Grey or RGB JPEGs, the common case, decoded by libjpeg-turbo through TurboJPEG (no
+    Python in the loop, the GIL released throughout: about twice as fast as Pillow here),
+    which reports damage that OpenCV and Pillow decode to grey in silence
+    (upright.jpegdecode); ``scale`` > 1 decodes at that DCT reduction. Anything else is
+    left to Pillow."""
     if opened.format != "JPEG" or opened.mode not in ("L", "RGB"):
         return None
     # A JPEG's data cannot sensibly exceed twice its raw pixels plus metadata; a bigger file
@@ -273,18 +206,13 @@ def _read_plain_jpeg(path: Path, opened: Image.Image, scale: int = 1) -> Decoded
     if path.stat().st_size > limit:
         return None
     data = np.fromfile(path, dtype=np.uint8)
+    height, width = _reduced(opened.height, scale), _reduced(opened.width, scale)
     try:
-        if data[-2:].tobytes() != b"\xff\xd9" or not _scan_markers_valid(data):
-            return None
-    except _ScanDamage as exc:
-        raise ImageFileError(f"{path}: corrupt or truncated image ({exc})") from None
-    # (A reduced flag alone means grey; with IMREAD_COLOR_RGB, colour.)
-    flags = cv2.IMREAD_IGNORE_ORIENTATION | _REDUCED_FLAGS[scale] | (
-        cv2.IMREAD_GRAYSCALE if opened.mode == "L" else cv2.IMREAD_COLOR_RGB)
-    pixels = cv2.imdecode(data, flags)
-    expected = (_reduced(opened.height, scale), _reduced(opened.width, scale))
-    if pixels is None or pixels.shape[:2] != expected:
+        pixels = decode_jpeg(data, opened.mode == "L", scale, height, width)
+    except JpegNotForTurbo:
         return None
+    except JpegDamage as exc:
+        raise ImageFileError(f"{path}: corrupt or truncated image ({exc})") from None
     orientation = opened.getexif().get(EXIF_ORIENTATION, 1)
     return DecodedImage(_apply_orientation(pixels, orientation), "JPEG", opened.mode,
                         _metadata(opened), scale)

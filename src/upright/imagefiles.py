@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import struct
-import zlib
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +23,13 @@ from PIL import Image, ImageOps
 from upright.errors import UserError
 from upright.jpegdecode import JpegDamage, JpegNotForTurbo, decode_jpeg
 from upright.jpegencode import encode_jpeg
-from upright.pngcheck import image_data_bytes, png_stream_problem
+from upright.pngcheck import EXTRA_DATA, png_stream_problem
 from upright.pngstream import write_png
 from upright.prepare import CONVERTED_MODES
+
+# Pillow warns (a UserWarning on stderr, without the file's name) where it skips a damaged
+# EXIF or TIFF tag; the image reads all the same, and the tags it could read travel on.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
@@ -94,15 +98,17 @@ def _opencv_read(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray 
     return pixels
 
 
-def _check_png_stream(path: Path) -> None:
-    """Before OpenCV decodes a PNG into our array: it would hand back that array
-    uninitialised where libpng gives up (upright.pngcheck)."""
-    problem = png_stream_problem(path)
-    if problem:
+def _png_fit_for_opencv(path: Path) -> bool:
+    """Whether a PNG is whole (else an ImageFileError: Pillow leaves missing rows black and
+    skips an image chunk's CRC, and OpenCV hands back our array uninitialised where libpng
+    gives up) and can go to OpenCV without libpng warning on stderr (upright.pngcheck)."""
+    problem = png_stream_problem(path, extra_data_ok=False)
+    if problem and problem != EXTRA_DATA:
         raise ImageFileError(f"{path}: corrupt PNG ({problem})")
+    return problem is None
 
 
-def _read_16bit_colour(path: Path, opened: Image.Image) -> np.ndarray:
+def _read_16bit_colour(path: Path, opened: Image.Image, opencv_ok: bool = True) -> np.ndarray:
     """Pillow reduces 16-bit colour to 8 bits; OpenCV (PNG) and tifffile (TIFF: OpenCV
     cannot read one with an orientation tag) keep them. The stored orientation is returned."""
     shape = (opened.height, opened.width, 4 if opened.mode == "RGBA" else 3)
@@ -113,8 +119,9 @@ def _read_16bit_colour(path: Path, opened: Image.Image) -> np.ndarray:
             pixels = tifffile.imread(path, key=0)
         except Exception as exc:  # noqa: BLE001 - a codec it lacks, or damage: one line
             raise ImageFileError(f"{path}: cannot decode 16-bit colour TIFF ({exc})") from exc
+    elif not opencv_ok:
+        raise ImageFileError(f"{path}: corrupt PNG ({EXTRA_DATA})")
     else:
-        _check_png_stream(path)
         pixels = _opencv_read(path, shape, np.uint16)
     # (Pillow gives a TIFF with a quarter-turn orientation its turned size: compare channels.)
     if pixels is None or pixels.shape[2:] != shape[2:] or pixels.dtype != np.uint16:
@@ -122,46 +129,15 @@ def _read_16bit_colour(path: Path, opened: Image.Image) -> np.ndarray:
     return pixels
 
 
-def _png_data_complete(path: Path, opened: Image.Image) -> bool:
-    """Whether a PNG's compressed data holds every row its header promises. Pillow stops
-    quietly where the data stops and leaves the missing rows black; so a plain PNG whose
-    last row is not all black is complete, and only the others (and interlaced ones) have
-    their data inflated and counted."""
-    with open(path, "rb") as f:
-        head = f.read(33)
-        if len(head) < 33 or head[12:16] != b"IHDR":
-            return True  # not ours to judge: Pillow read it
-        width, height, depth, colour, interlace = struct.unpack(">IIBB2xB", head[16:29])
-        if not interlace and np.asarray(opened.crop((0, height - 1, width, height))).any():
-            return True
-        expected = image_data_bytes(width, height, depth, colour, interlace)
-        inflate, got = zlib.decompressobj(), 0
-        while got < expected:
-            header = f.read(8)
-            if len(header) < 8:
-                break
-            length, kind = struct.unpack(">I4s", header)
-            data = f.read(length)
-            f.seek(4, io.SEEK_CUR)  # CRC
-            if kind == b"IEND":
-                break
-            if kind != b"IDAT":
-                continue
-            while data and got < expected:  # in bounded pieces: never the whole image at once
-                got += len(inflate.decompress(data, 1 << 20))
-                data = inflate.unconsumed_tail
-    return got >= expected
-
-
 # A PNG whose pixels take more than this is decoded by OpenCV straight into one array
 # (Pillow holds its own copy while numpy makes another), and written in strips.
 BIG_BYTES = 64 << 20
 
 
-def _read_big_png(path: Path, opened: Image.Image) -> DecodedImage | None:
+def _read_big_png(path: Path, opened: Image.Image, opencv_ok: bool = True) -> DecodedImage | None:
     """Big 8-bit grey, RGB or RGBA PNGs, decoded once into the array the rest uses."""
     bands = {"L": 1, "RGB": 3, "RGBA": 4}.get(opened.mode)
-    if opened.format != "PNG" or bands is None or _png_bit_depth(path) != 8:
+    if opened.format != "PNG" or bands is None or _png_bit_depth(path) != 8 or not opencv_ok:
         return None
     if opened.width * opened.height * bands < BIG_BYTES:
         return None
@@ -169,7 +145,6 @@ def _read_big_png(path: Path, opened: Image.Image) -> DecodedImage | None:
     orientation = exif.get(EXIF_ORIENTATION, 1)
     meta = _metadata(opened, exif)
     shape = (opened.height, opened.width) + ((bands,) if bands > 1 else ())
-    _check_png_stream(path)
     pixels = _opencv_read(path, shape, np.uint8)
     if pixels is None:
         return None  # palette, transparency key, damage...: Pillow's slower path decides
@@ -307,10 +282,12 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int | N
     with _named_errors(path), _opened(path, max_pixels) as opened:
         width, height = opened.size
         scale = jpeg_scale(width, height, min_side) if opened.format == "JPEG" else 1
+        # Every PNG is checked whole first (upright.pngcheck), whichever decoder then reads it.
+        opencv_ok = opened.format != "PNG" or _png_fit_for_opencv(path)
         fast = _read_plain_jpeg(path, opened, scale)
         if fast is not None:
             return fast
-        big = _read_big_png(path, opened)
+        big = _read_big_png(path, opened, opencv_ok)
         if big is not None:
             return big
         # Read before load (Pillow turns a TIFF as it loads it and drops the tag) and
@@ -329,11 +306,9 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int | N
             (fmt == "PNG" and _png_bit_depth(path) == 16)
             or (fmt == "TIFF" and max(bits if isinstance(bits, tuple) else (bits,)) == 16))
         if sixteen_colour:
-            pixels = _read_16bit_colour(path, opened)
+            pixels = _read_16bit_colour(path, opened, opencv_ok)
             pixels = _apply_orientation(pixels, orientation)
             return DecodedImage(pixels, fmt, "RGB;16", meta)
-        if fmt == "PNG" and not _png_data_complete(path, opened):
-            raise ImageFileError(f"{path}: corrupt PNG (its image data ends before its last row)")
         decoded = from_pil(image, fmt, meta, path)
         decoded.scale = scale
         return decoded

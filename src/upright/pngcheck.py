@@ -19,6 +19,7 @@ _KNOWN_CRITICAL = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 _CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 _PIECE = 1 << 20
+EXTRA_DATA = "more image data than its rows"  # harmless to Pillow; libpng warns on stderr
 
 
 def _name(kind: bytes) -> str:
@@ -37,16 +38,19 @@ def image_data_bytes(width: int, height: int, depth: int, colour: int, interlace
                for x, y, dx, dy in passes)
 
 
-def png_stream_problem(path: str | Path) -> str | None:
-    """What is wrong with the PNG at ``path`` (a phrase for an error message), or None."""
+def png_stream_problem(path: str | Path, extra_data_ok: bool = True) -> str | None:
+    """What is wrong with the PNG at ``path`` (a phrase for an error message), or None.
+    ``extra_data_ok``: image data beyond the rows (which Pillow ignores and libpng warns of,
+    on stderr) is no problem; else it is EXTRA_DATA."""
     with open(path, "rb") as f:
         if f.read(8) != SIGNATURE:
             return "not a PNG signature"
         inflate, expected, got, seen_idat, idat_done = zlib.decompressobj(), None, 0, False, False
+        palette_needed = seen_palette = False
         while True:
             header = f.read(8)
             if len(header) < 8:
-                return "it ends before its end chunk (truncated)"
+                return "truncated before its end chunk"
             length, kind = struct.unpack(">I4s", header)
             if length > 0x7FFFFFFF:
                 return f"a {kind!r} chunk's length is over the PNG limit"
@@ -58,7 +62,7 @@ def png_stream_problem(path: str | Path) -> str | None:
             while left:
                 piece = f.read(min(left, _PIECE))
                 if not piece:
-                    return f"it ends inside a {_name(kind)} chunk (truncated)"
+                    return f"truncated inside its {_name(kind)} chunk"
                 left -= len(piece)
                 crc = zlib.crc32(piece, crc)
                 if kind == b"IHDR" and not first:
@@ -66,9 +70,11 @@ def png_stream_problem(path: str | Path) -> str | None:
                 if kind == b"IDAT":
                     if idat_done:
                         return "its image data is split by other chunks"
-                    if got > expected:  # a bomb's worth of data is not inflated to the end
-                        return "more image data than its rows"
-                    try:
+                    if palette_needed and not seen_palette:
+                        return "a palette image without its palette"
+                    if got > expected and not extra_data_ok:
+                        return EXTRA_DATA
+                    try:  # (past the rows the rest is only read for its CRC: no bomb inflated)
                         while piece and got <= expected:
                             got += len(inflate.decompress(piece, _PIECE))
                             piece = inflate.unconsumed_tail
@@ -76,7 +82,7 @@ def png_stream_problem(path: str | Path) -> str | None:
                         return f"damaged image data ({exc})"
             stored = f.read(4)
             if len(stored) < 4:
-                return f"it ends inside a {_name(kind)} chunk (truncated)"
+                return f"truncated inside its {_name(kind)} chunk"
             if struct.unpack(">I", stored)[0] != crc:
                 return f"a CRC error in its {_name(kind)} chunk"
             if kind == b"IHDR":
@@ -84,14 +90,19 @@ def png_stream_problem(path: str | Path) -> str | None:
                     return "a damaged header chunk"
                 width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", first)
                 expected = image_data_bytes(width, height, depth, colour, interlace)
+                palette_needed = colour == 3
+            elif kind == b"PLTE":
+                seen_palette = True
             elif kind == b"IDAT":
                 seen_idat = True
             elif seen_idat:
                 idat_done = True
             if kind == b"IEND":
                 break
-    if got < expected or not inflate.eof:
+    if not seen_idat:
+        return "no image data"
+    if got < expected or (got == expected and not inflate.eof and not extra_data_ok):
         return "its image data ends before its last row"
-    if got > expected or inflate.unused_data:
-        return "more image data than its rows"
+    if not extra_data_ok and (got > expected or inflate.unused_data):
+        return EXTRA_DATA
     return None

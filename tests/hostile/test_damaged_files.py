@@ -6,6 +6,8 @@ fast decode."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -332,3 +334,36 @@ def test_a_tiff_whose_directory_pillow_trips_over_is_named_and_skipped_in_a_fold
         source = load_folder(str(tmp_path), image_size=28, cache=cache)
         assert len(source.images) == 4 and source.skipped == [f"{bad}: corrupt or truncated image "
                                                                 "(Missing dimensions)"]
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "png"])
+def test_a_damaged_exif_segment_is_read_past_without_an_unnamed_warning(tmp_path, kind):
+    """Pillow warns on stderr (no file name) of EXIF it cannot parse; the image is whole,
+    so it is corrected, and nothing unattributable is printed."""
+    import struct
+    import zlib
+
+    broken = b"Exif\0\0MM\0*\0\0\0\x08\0\x05\0\x01"  # five entries promised, none there
+    (tmp_path / "in").mkdir()
+    if kind == "jpeg":
+        data = _jpeg(_photo(8))
+        data = data[:2] + b"\xff\xe1" + struct.pack(">H", len(broken) + 2) + broken + data[2:]
+        name = "exif.jpg"
+    else:
+        buffer = io.BytesIO()
+        Image.fromarray(_photo(8)).save(buffer, format="PNG")
+        png = buffer.getvalue()
+        body = broken[6:]
+        chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
+        data = png[:33] + chunk + png[33:]
+        name = "exif.png"
+    (tmp_path / "in" / name).write_bytes(data)
+    # In a process of its own: pytest records warnings itself, so only a real run shows stderr.
+    done = subprocess.run([sys.executable, "-m", "upright", *correct(
+        tmp_path / "in", "-o", tmp_path / "out", "--min-confidence", "0")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows, _ = report_rows(tmp_path / "out")
+    assert rows[0]["action"] == "rotated"
+    with Image.open(tmp_path / "out" / name) as written:
+        assert written.size == (320, 240)
+    assert "Warning" not in done.stderr and "EXIF" not in done.stderr

@@ -99,16 +99,27 @@ def _opencv_read(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray 
 
 
 def _png_fit_for_opencv(path: Path) -> bool:
-    """Whether a PNG is whole (else an ImageFileError: Pillow leaves missing rows black and
-    skips an image chunk's CRC, and OpenCV hands back our array uninitialised where libpng
-    gives up) and can go to OpenCV without libpng warning on stderr (upright.pngcheck)."""
+    """Whether a PNG's image data fills its rows exactly (a problem is an ImageFileError:
+    OpenCV hands back our array uninitialised where libpng gives up) and nothing follows
+    it (libpng would warn on stderr: such a file is for Pillow)."""
     problem = png_stream_problem(path, extra_data_ok=False)
     if problem and problem != EXTRA_DATA:
         raise ImageFileError(f"{path}: corrupt PNG ({problem})")
     return problem is None
 
 
-def _read_16bit_colour(path: Path, opened: Image.Image, opencv_ok: bool = True) -> np.ndarray:
+def _png_rows_complete(path: Path, opened: Image.Image) -> bool:
+    """Whether a PNG Pillow decoded had data for every row its header promises: Pillow
+    stops quietly where the data stops and leaves the rest black, so a plain PNG whose last
+    row is not all black is complete, and only the others (and interlaced ones) have their
+    data inflated and counted."""
+    interlaced = opened.info.get("interlace", 0)
+    if not interlaced and np.asarray(opened.crop((0, opened.height - 1, opened.width, opened.height))).any():
+        return True
+    return png_stream_problem(path) is None
+
+
+def _read_16bit_colour(path: Path, opened: Image.Image) -> np.ndarray:
     """Pillow reduces 16-bit colour to 8 bits; OpenCV (PNG) and tifffile (TIFF: OpenCV
     cannot read one with an orientation tag) keep them. The stored orientation is returned."""
     shape = (opened.height, opened.width, 4 if opened.mode == "RGBA" else 3)
@@ -119,7 +130,7 @@ def _read_16bit_colour(path: Path, opened: Image.Image, opencv_ok: bool = True) 
             pixels = tifffile.imread(path, key=0)
         except Exception as exc:  # noqa: BLE001 - a codec it lacks, or damage: one line
             raise ImageFileError(f"{path}: cannot decode 16-bit colour TIFF ({exc})") from exc
-    elif not opencv_ok:
+    elif not _png_fit_for_opencv(path):
         raise ImageFileError(f"{path}: corrupt PNG ({EXTRA_DATA})")
     else:
         pixels = _opencv_read(path, shape, np.uint16)
@@ -134,12 +145,12 @@ def _read_16bit_colour(path: Path, opened: Image.Image, opencv_ok: bool = True) 
 BIG_BYTES = 64 << 20
 
 
-def _read_big_png(path: Path, opened: Image.Image, opencv_ok: bool = True) -> DecodedImage | None:
+def _read_big_png(path: Path, opened: Image.Image) -> DecodedImage | None:
     """Big 8-bit grey, RGB or RGBA PNGs, decoded once into the array the rest uses."""
     bands = {"L": 1, "RGB": 3, "RGBA": 4}.get(opened.mode)
-    if opened.format != "PNG" or bands is None or _png_bit_depth(path) != 8 or not opencv_ok:
+    if opened.format != "PNG" or bands is None or _png_bit_depth(path) != 8:
         return None
-    if opened.width * opened.height * bands < BIG_BYTES:
+    if opened.width * opened.height * bands < BIG_BYTES or not _png_fit_for_opencv(path):
         return None
     exif = _exif_from_header(opened)
     orientation = exif.get(EXIF_ORIENTATION, 1)
@@ -282,12 +293,14 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int | N
     with _named_errors(path), _opened(path, max_pixels) as opened:
         width, height = opened.size
         scale = jpeg_scale(width, height, min_side) if opened.format == "JPEG" else 1
-        # Every PNG is checked whole first (upright.pngcheck), whichever decoder then reads it.
-        opencv_ok = opened.format != "PNG" or _png_fit_for_opencv(path)
+        # Every PNG's chunks are checked first (upright.pngcheck), whichever decoder reads it.
+        problem = png_stream_problem(path, inflate_data=False) if opened.format == "PNG" else None
+        if problem:
+            raise ImageFileError(f"{path}: corrupt PNG ({problem})")
         fast = _read_plain_jpeg(path, opened, scale)
         if fast is not None:
             return fast
-        big = _read_big_png(path, opened, opencv_ok)
+        big = _read_big_png(path, opened)
         if big is not None:
             return big
         # Read before load (Pillow turns a TIFF as it loads it and drops the tag) and
@@ -306,9 +319,11 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int | N
             (fmt == "PNG" and _png_bit_depth(path) == 16)
             or (fmt == "TIFF" and max(bits if isinstance(bits, tuple) else (bits,)) == 16))
         if sixteen_colour:
-            pixels = _read_16bit_colour(path, opened, opencv_ok)
+            pixels = _read_16bit_colour(path, opened)
             pixels = _apply_orientation(pixels, orientation)
             return DecodedImage(pixels, fmt, "RGB;16", meta)
+        if fmt == "PNG" and not _png_rows_complete(path, opened):
+            raise ImageFileError(f"{path}: corrupt PNG (its image data ends before its last row)")
         decoded = from_pil(image, fmt, meta, path)
         decoded.scale = scale
         return decoded

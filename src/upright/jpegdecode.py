@@ -26,21 +26,26 @@ class JpegNotForTurbo(ValueError):
     libjpeg may: for another decoder to judge."""
 
 
-# Warnings that leave every pixel decoded: a few padding bytes before a marker (some
-# cameras pad the last scan), scan parameters a baseline decoder ignores, a progression
-# whose order a decoder tolerates. (More than a few stray bytes is lost data.)
-_HARMLESS = (re.compile(r"Corrupt JPEG data: ([0-9]+) extraneous bytes before marker"),
-             re.compile(r"Invalid SOS parameters for sequential JPEG"),
-             re.compile(r"Inconsistent progression sequence"))
+# Warnings that leave every pixel decoded: a JFIF version this libjpeg does not know, stray
+# bytes between the header's segments (before a table, frame or APP segment, which come
+# before any scan data), and a few padding bytes before the end marker (some cameras pad
+# the last scan). Stray bytes before a marker that may follow a scan (DHT, SOS, DRI, ...)
+# are lost data, and so is more than a few before the end. A warning that names a
+# damaged scan header or progression is damage too: the pixels it hides are not decoded.
+_JFIF_REVISION = re.compile(r"unknown JFIF revision number")
+_EXTRANEOUS = re.compile(r"Corrupt JPEG data: ([0-9]+) extraneous bytes before marker 0x([0-9a-f]{2})")
+_HEADER_MARKERS = {0xDB, 0xC0, 0xC1, 0xC2, 0xE0, 0xE1, 0xE2, 0xED, 0xEE, 0xFE}
 _MAX_PADDING = 16
 
 
 def _harmless(message: str) -> bool:
-    for pattern in _HARMLESS:
-        found = pattern.search(message)
-        if found:
-            return not found.groups() or int(found.group(1)) <= _MAX_PADDING
-    return False
+    if _JFIF_REVISION.search(message):
+        return True
+    found = _EXTRANEOUS.search(message)
+    if not found:
+        return False
+    count, marker = int(found.group(1)), int(found.group(2), 16)
+    return marker in _HEADER_MARKERS or (marker == 0xD9 and count <= _MAX_PADDING)
 
 
 def decode_jpeg(data: np.ndarray | bytes, grey: bool, scale: int, height: int, width: int) -> np.ndarray:
@@ -57,7 +62,10 @@ def decode_jpeg(data: np.ndarray | bytes, grey: bool, scale: int, height: int, w
             raise JpegNotForTurbo(message) from None
         if not _harmless(message):
             raise JpegDamage(message) from None
-        pixels = simplejpeg.decode_jpeg(data, colorspace=colourspace, strict=False, **options)
+        try:  # (the first warning is what strict mode reports; a second one hides behind it)
+            pixels = simplejpeg.decode_jpeg(data, colorspace=colourspace, strict=False, **options)
+        except ValueError as again:  # TurboJPEG gives up on it even so: Pillow's to judge
+            raise JpegNotForTurbo(str(again).strip()) from None
     if pixels.shape[:2] != (height, width):
         raise JpegDamage(f"decoded to {pixels.shape[1]}x{pixels.shape[0]}, not {width}x{height}")
     return pixels[:, :, 0] if grey else pixels

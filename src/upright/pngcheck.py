@@ -18,6 +18,7 @@ SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _KNOWN_CRITICAL = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 _CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}  # by colour type
 _PIECE = 1 << 20
 EXTRA_DATA = "more image data than its rows"  # harmless to Pillow; libpng warns on stderr
 
@@ -92,7 +93,11 @@ def png_stream_problem(path: str | Path, extra_data_ok: bool = True, inflate_dat
             if kind == b"IHDR":
                 if length != 13:
                     return "a damaged header chunk"
-                width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", first)
+                width, height, depth, colour, compression, filtering, interlace = struct.unpack(
+                    ">IIBBBBB", first)
+                if (not width or not height or depth not in _DEPTHS.get(colour, ()) or compression
+                        or filtering or interlace > 1):
+                    return "a header with impossible values"
                 expected = image_data_bytes(width, height, depth, colour, interlace)
                 palette_needed = colour == 3
             elif kind == b"PLTE":

@@ -367,3 +367,36 @@ def test_a_damaged_exif_segment_is_read_past_without_an_unnamed_warning(tmp_path
     with Image.open(tmp_path / "out" / name) as written:
         assert written.size == (320, 240)
     assert "Warning" not in done.stderr and "EXIF" not in done.stderr
+
+
+@pytest.mark.parametrize("variant", ["jfif-2.01", "stray-byte-in-header", "padding-before-end"])
+def test_harmless_warnings_still_decode(tmp_path, variant):
+    """Files whose every pixel decodes though libjpeg warns (a later JFIF version, a stray
+    byte between header segments, a few padding bytes before the end marker): not refused
+    (a hostile test of the strict decoder found the first two refused)."""
+    data = _jpeg(_photo(9))
+    if variant == "jfif-2.01":
+        data = data.replace(b"JFIF\0\x01", b"JFIF\0\x02", 1)
+    elif variant == "stray-byte-in-header":
+        at = data.index(b"\xff\xdb")
+        data = data[:at] + b"\0" + data[at:]
+    else:
+        data = data[:-2] + b"\0" * 4 + data[-2:]
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(data)
+    decoded = imagefiles.read_image(path)
+    with Image.open(io.BytesIO(_jpeg(_photo(9)))) as original:
+        assert np.abs(decoded.pixels.astype(int) - np.asarray(original)).max() <= 2
+
+
+def test_a_tolerated_warning_does_not_hide_damage_behind_it(tmp_path):
+    """Scan parameters changed (a warning of its own) and the scan then cut short: the
+    first warning must not wave the file through with its lower half grey."""
+    data = _jpeg(_photo(10))
+    start = data.find(b"\xff\xda") + 14
+    data = data[:start - 3] + b"\x05\x02" + data[start - 1:]
+    data = data[:(start + len(data)) // 2] + b"\xff\xd9"
+    path = tmp_path / "damaged.jpg"
+    path.write_bytes(data)
+    with pytest.raises(imagefiles.ImageFileError, match="damaged.jpg: corrupt or truncated"):
+        imagefiles.read_image(path)

@@ -42,10 +42,15 @@ def _damaged(png: bytes, damage: str) -> bytes:
         return png[:iend] + _chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + png[iend:]
     if damage == "no-end-chunk":
         return png[:iend]
+    if damage == "header-compression-1":  # with its CRC made right: only the values are wrong
+        header = bytearray(png[16:29])
+        header[10] = 1
+        return png[:8] + _chunk(b"IHDR", bytes(header)) + png[33:]
     raise ValueError(damage)
 
 
-DAMAGES = ["unknown-critical-chunk", "truncated", "idat-crc", "extra-data", "no-end-chunk"]
+DAMAGES = ["unknown-critical-chunk", "truncated", "idat-crc", "extra-data", "no-end-chunk",
+           "header-compression-1"]
 
 
 @pytest.mark.parametrize("damage", DAMAGES)

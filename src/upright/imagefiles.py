@@ -186,12 +186,10 @@ def _read_plain_jpeg(path: Path, opened: Image.Image, scale: int = 1) -> Decoded
     left to Pillow."""
     if opened.format != "JPEG" or opened.mode not in ("L", "RGB"):
         return None
-    # A JPEG's data cannot sensibly exceed twice its raw pixels plus metadata; a bigger file
-    # (a small JPEG with gigabytes after it) is left to Pillow, which stops at its end.
+    # A JPEG's data cannot sensibly exceed twice its raw pixels plus metadata: no more is
+    # read (a small JPEG with gigabytes after it; libjpeg stops at the image's end).
     limit = opened.width * opened.height * len(opened.getbands()) * 2 + (16 << 20)
-    if path.stat().st_size > limit:
-        return None
-    data = np.fromfile(path, dtype=np.uint8)
+    data = np.fromfile(path, dtype=np.uint8, count=limit)
     height, width = _reduced(opened.height, scale), _reduced(opened.width, scale)
     try:
         pixels = decode_jpeg(data, opened.mode == "L", scale, height, width)

@@ -400,3 +400,23 @@ def test_a_tolerated_warning_does_not_hide_damage_behind_it(tmp_path):
     path.write_bytes(data)
     with pytest.raises(imagefiles.ImageFileError, match="damaged.jpg: corrupt or truncated"):
         imagefiles.read_image(path)
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_a_jpeg_with_a_huge_trailer_is_read_only_as_far_as_it_can_need(tmp_path, damaged):
+    """More than the most a JPEG's data can need after the image (a hostile test found a
+    damaged one sent to Pillow this way, which decoded grey in silence): what follows is
+    never read, and damage still fails by name."""
+    data = _jpeg(_photo(11))
+    if damaged:
+        data = data[: len(data) // 2] + b"\xff\xd9"
+    path = tmp_path / "trailer.jpg"
+    with open(path, "wb") as f:
+        f.write(data)
+        f.truncate(len(data) + (17 << 20) + 320 * 240 * 6)  # a sparse file: zeros, no disk
+    if damaged:
+        with pytest.raises(imagefiles.ImageFileError, match="trailer.jpg: corrupt or truncated"):
+            imagefiles.read_image(path)
+    else:
+        with Image.open(io.BytesIO(data)) as original:
+            assert np.abs(imagefiles.read_image(path).pixels.astype(int) - np.asarray(original)).max() <= 2

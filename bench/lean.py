@@ -24,25 +24,20 @@ from upright import checkpoint
 from upright.angles import circular_difference
 from upright.data.rotated import RotatedSet
 from upright.evaluation import belief_set
-from upright.shipped import shipped_model
+from upright.predictors import temperature_of
 
 FLIP = 30.0  # errors beyond this are flips or failures, not a lean: left out of the offsets
 MIN_TURNS = 10  # an image's offset needs this many of its turns within FLIP
 
 
-def _folder(name: str) -> str:
-    return shipped_model(name) or name
-
-
-def signed_errors(folder: str, every: int) -> tuple[RotatedSet, np.ndarray, np.ndarray]:
+def signed_errors(model_name: str, every: int) -> tuple[RotatedSet, np.ndarray, np.ndarray]:
     """The protocol items of every ``every``-th test image (all their turns), the signed
     errors and the confidences (the model's own temperature)."""
-    model, info = checkpoint.load(folder)
+    model, info = checkpoint.load(model_name)  # a run folder or a shipped model's name
     _, test = saved_protocol(info)
     kept = np.isin(test.source, np.unique(test.source)[::every])
     items = RotatedSet(test.images, test.source[kept], test.angles[kept])
-    temperature = (info.get("calibration") or {}).get("temperature", 1.0)
-    belief = belief_set(model, items, 1024, temperature=temperature)
+    belief = belief_set(model, items, 1024, temperature=temperature_of(info))
     return items, circular_difference(belief.angle, items.angles), belief.confidence
 
 
@@ -96,10 +91,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.every < 1:
         parser.error("--every must be at least 1")
-    items, error, confidence = signed_errors(_folder(args.model), args.every)
+    items, error, confidence = signed_errors(args.model, args.every)
     out = {"benchmark": "lean", "model": args.model, **lean_report(items, error, confidence)}
     if args.other:
-        other_items, other_error, _ = signed_errors(_folder(args.other), args.every)
+        other_items, other_error, _ = signed_errors(args.other, args.every)
         if not np.array_equal(other_items.source, items.source):
             parser.error("--other was tested on other images (another protocol)")
         a, b = per_image_offsets(items.source, error), per_image_offsets(items.source, other_error)

@@ -1,11 +1,12 @@
-"""A PNG's chunk stream checked whole before OpenCV decodes it.
+"""A PNG's chunk stream checked before it is decoded.
 
-OpenCV decodes 16-bit colour and big PNGs straight into an array upright allocates, but
-its ``imread`` into a given array drops libpng's verdict: a file libpng gives up on comes
-back as that array, uninitialised, and libpng's complaint goes to stderr without the
-file's name. So those files are checked here first, in bounded pieces (never the whole
-image in memory): every chunk's CRC, no critical chunk libpng does not know, and image
-data that inflates to exactly the rows the header promises.
+Every PNG's chunks are checked (their CRCs, no critical chunk libpng does not know, a
+palette where the image needs one): Pillow passes an image chunk's bad CRC and leaves a
+palette image without its palette black. Where OpenCV decodes (16-bit colour and big
+PNGs, straight into an array upright allocates) the image data is inflated too, in bounded
+pieces, and must fill exactly the rows the header promises: OpenCV's ``imread`` into a
+given array drops libpng's verdict, so a file libpng gives up on comes back as that
+array, uninitialised, and libpng's complaint goes to stderr without the file's name.
 """
 
 from __future__ import annotations

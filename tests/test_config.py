@@ -126,7 +126,8 @@ def test_recipes_give_exactly_the_configs_they_gave_before_they_became_files():
     settings that only say how to run came (processes, workers, caching; precision auto,
     32-true on a CPU without bf16 units), when mnist-robust became 16 epochs with 6% no-up
     images, and when faces-robust became 48 epochs with 6% no-up images: the models that
-    ship now (issue 18); and when every spec gained ``framing`` (mnist-robust: moments)."""
+    ship now (issue 18); when every spec gained ``framing`` (mnist-robust: moments); and
+    when ``max_steps`` came (None in every recipe: no step limit)."""
     import json
     from pathlib import Path
 

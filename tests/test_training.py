@@ -374,3 +374,20 @@ def test_one_seed_trains_the_same_weights_twice_under_a_time_budget(glyph_folder
         weights.append(torch.cat([p.detach().flatten() for p in model.state_dict().values()
                                   if p.is_floating_point()]))
     assert torch.equal(weights[0], weights[1])
+
+
+def test_step_budget_stops_training_at_its_step_and_validates_it(tmp_path, glyph_folder):
+    from support import TINY_RUN
+    from upright.experiments import train_run
+    from upright.recipes import make_config
+
+    # One epoch is 1,000 turns of each glyph: only the step budget can stop it, mid-epoch.
+    config = make_config("mnist-compact", {
+        **TINY_RUN, "dataset": f"folder:{glyph_folder}", "max_epochs": 5, "angles_per_epoch": 1000,
+        "max_steps": 7, "max_time": 600.0})
+    metrics = train_run(config, tmp_path / "run", progress=False, report=False)
+    training = metrics["training"]
+    assert training["stopped_by"] == "max_steps"
+    assert training["samples_seen"] == 7 * config.batch_size  # the machine's speed does not count
+    assert training["best_epoch"] is not None  # the interrupted epoch was validated, as the clock's
+    assert len(_epoch_losses(tmp_path / "run", "val_loss")) == 1

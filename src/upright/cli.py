@@ -327,7 +327,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from upright.quickstart import quickstart
 
-    quickstart(args.runs_dir, args.max_time, progress=not args.no_progress)
+    quickstart(args.runs_dir, args.max_time, progress=not args.no_progress, max_steps=args.max_steps)
     return 0
 
 
@@ -456,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS)
     p.add_argument("--max-time", type=parse_duration, default=300.0,
                    help="training time limit (default 5m)")
+    p.add_argument("--max-steps", type=positive_int, default=None,
+                   help="also stop after this many training steps (a budget a busy machine cannot shrink)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_quickstart)
     return parser

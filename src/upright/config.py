@@ -115,6 +115,9 @@ class TrainConfig:
     warmup_fraction: float = setting(0.03, section="optim", low=0.0, high=0.5,
                                      help="share of all steps spent warming up (cosine schedule)")
     max_epochs: int = setting(100, section="optim", low=1, help="at most this many epochs")
+    max_steps: int | None = setting(None, section="optim", low=1,
+                                    help="at most this many training steps (batches): a budget "
+                                         "that, unlike a time limit, holds on a busy machine")
     patience: int = setting(5, section="optim", low=1,
                             help="early stopping: epochs without a better validation loss")
     max_time: float | None = setting(None, section="optim", above=0.0, metavar="DURATION",

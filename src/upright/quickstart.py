@@ -20,16 +20,18 @@ from upright.recipes import make_config
 SAMPLES = 16
 
 
-def quickstart(runs_dir: Path, max_time: float, progress: bool = True) -> Path:
+def quickstart(runs_dir: Path, max_time: float, progress: bool = True,
+               max_steps: int | None = None) -> Path:
     # Short epochs (4 angles per image instead of 20) so that validation, early stopping
     # and best-weight keeping all happen within minutes, and BatchNorm statistics that
     # follow 10x faster (momentum 0.9, not Keras' 0.99) so the few hundred steps of a
     # short run are enough for them to settle. Everything else is the published recipe.
     config = make_config("mnist-published", {
-        "max_time": max_time, "angles_per_epoch": 4, "val_angles": 2,
+        "max_time": max_time, "max_steps": max_steps, "angles_per_epoch": 4, "val_angles": 2,
         "model": {"backbone_options": {"bn_momentum": 0.9}}})
     run_dir = Path(runs_dir) / f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"training the published MNIST recipe for at most {max_time:.0f} s into {run_dir}")
+    steps = f" or {max_steps} steps" if max_steps else ""
+    print(f"training the published MNIST recipe for at most {max_time:.0f} s{steps} into {run_dir}")
     metrics = train_run(config, run_dir, progress=progress)
     print(f"test:  {format_summary(metrics['test'])}")
     print(f"train: {format_summary(metrics['train'])}")

@@ -135,6 +135,8 @@ class AngleModule(L.LightningModule):
         if config.lr_schedule != "cosine":
             raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}: constant or cosine")
         total = max(1, int(self.trainer.estimated_stepping_batches))
+        if config.max_steps:
+            total = min(total, config.max_steps)
         warmup = max(1, int(config.warmup_fraction * total))
 
         def factor(step: int) -> float:
@@ -225,6 +227,19 @@ class KeepBestWeights(Callback):
             self.best = float(loss)
             self.best_epoch = trainer.current_epoch
             self.state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.model.state_dict().items()}
+
+
+class StepBudget(Callback):
+    """Ends training after ``steps`` optimiser steps as the time limit ends it: by asking
+    Lightning to stop, so the interrupted epoch is still validated and its weights judged
+    (Lightning's own ``max_steps`` ends the loop without a validation)."""
+
+    def __init__(self, steps: int | None) -> None:
+        self.steps = steps
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self.steps and trainer.global_step >= self.steps:
+            trainer.should_stop = True
 
 
 class StepClock(Callback):
@@ -325,7 +340,7 @@ def make_trainer(config: TrainConfig, run_dir: Path, progress: bool = True) -> L
         max_time=timedelta(seconds=config.max_time) if config.max_time else None,
         precision=resolve_precision(config.precision, config.accelerator),
         callbacks=[EarlyStopping(monitor="val_loss", patience=config.patience, mode="min"),
-                   KeepBestWeights(), StepClock()],
+                   KeepBestWeights(), StepClock(), StepBudget(config.max_steps)],
         logger=CSVLogger(save_dir=str(run_dir), name="", version=""),
         enable_checkpointing=False,
         enable_model_summary=False,
@@ -388,4 +403,6 @@ def _stop_reason(trainer: L.Trainer, config: TrainConfig) -> str:
             return "early_stopping"
     if trainer.current_epoch >= config.max_epochs:
         return "max_epochs"
+    if config.max_steps and trainer.global_step >= config.max_steps:
+        return "max_steps"
     return "max_time" if config.max_time else "finished"

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import struct
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,9 +23,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from upright.errors import UserError
-from upright.jpegdecode import JpegDamage, JpegNotForTurbo, decode_jpeg
+from upright.jpegdecode import JpegDamage, JpegNotForTurbo, check_jpeg, decode_jpeg
 from upright.jpegencode import encode_jpeg
-from upright.pngcheck import EXTRA_DATA, png_stream_problem
+from upright.pngcheck import EXTRA_DATA, pixel_stream, png_stream_problem
 from upright.pngstream import write_png
 from upright.prepare import CONVERTED_MODES
 
@@ -82,15 +84,34 @@ def _metadata(image: Image.Image, exif: Image.Exif | None = None) -> dict[str, A
     return meta
 
 
-def _opencv_read(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray | None:
-    """Decode with OpenCV into one array of the expected shape, in our channel order (its
-    imread without ``dst`` holds a second full-size copy while decoding). None when the
-    file decodes to anything else."""
+def _opencv_read_png(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray | None:
+    """Decode a PNG (checked by ``_png_fit_for_opencv``) with OpenCV into one array of the
+    expected shape, in our channel order (``imread`` without ``dst``, and ``imdecode``,
+    hold a second full-size copy while decoding). libpng reads only the pixel chunks (a
+    copy of them in a temporary file: upright.pngcheck.pixel_stream), so it says nothing
+    on stderr of ancillary chunks OpenCV does not use. None when the file decodes to
+    anything else."""
     bands = shape[2] if len(shape) == 3 else 1
     flags = {1: cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION,
              3: cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION,
              4: cv2.IMREAD_UNCHANGED}[bands]
-    pixels = cv2.imread(str(path), np.empty(shape, dtype), flags)
+    stream, copy = pixel_stream(path), None
+    if stream is not None:
+        try:
+            handle, copy = tempfile.mkstemp(suffix=".png", prefix="upright-pixels-")
+            with os.fdopen(handle, "wb") as f:
+                f.write(stream)
+            stream = None  # (not held while the pixels are decoded)
+        except OSError:  # no room for the copy: libpng reads the file itself (and may warn)
+            if copy is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(copy)
+            copy = None
+    try:
+        pixels = cv2.imread(copy or str(path), np.empty(shape, dtype), flags)
+    finally:
+        if copy is not None:
+            os.unlink(copy)
     if pixels is None or pixels.shape != shape or pixels.dtype != dtype:
         return None
     if bands == 4:  # the one mode read unchanged: BGRA
@@ -133,11 +154,27 @@ def _read_16bit_colour(path: Path, opened: Image.Image) -> np.ndarray:
     elif not _png_fit_for_opencv(path):
         raise ImageFileError(f"{path}: corrupt PNG ({EXTRA_DATA})")
     else:
-        pixels = _opencv_read(path, shape, np.uint16)
+        pixels = _opencv_read_png(path, shape, np.uint16)
     # (Pillow gives a TIFF with a quarter-turn orientation its turned size: compare channels.)
     if pixels is None or pixels.shape[2:] != shape[2:] or pixels.dtype != np.uint16:
         raise ImageFileError(f"{path}: cannot decode 16-bit colour image")
     return pixels
+
+
+def _check_palette_indices(path: Path, opened: Image.Image) -> None:
+    """A palette image whose pixels name colours its palette lacks is damaged (the PNG
+    spec calls it an error); Pillow would show those pixels black."""
+    if opened.mode not in ("P", "PA"):
+        return
+    palette = opened.getpalette() or []
+    colours = len(palette) // 3
+    if colours == 0:
+        return  # (a palette PNG without one fails in pngcheck; other formats keep theirs)
+    indices = np.asarray(opened.getchannel(0) if opened.mode == "PA" else opened)
+    highest = int(indices.max()) if indices.size else 0
+    if highest >= colours:
+        raise ImageFileError(f"{path}: corrupt {opened.format} (a pixel uses colour index {highest}, "
+                             f"but the palette has {colours} colours)")
 
 
 # A PNG whose pixels take more than this is decoded by OpenCV straight into one array
@@ -156,7 +193,7 @@ def _read_big_png(path: Path, opened: Image.Image) -> DecodedImage | None:
     orientation = exif.get(EXIF_ORIENTATION, 1)
     meta = _metadata(opened, exif)
     shape = (opened.height, opened.width) + ((bands,) if bands > 1 else ())
-    pixels = _opencv_read(path, shape, np.uint8)
+    pixels = _opencv_read_png(path, shape, np.uint8)
     if pixels is None:
         return None  # palette, transparency key, damage...: Pillow's slower path decides
     return DecodedImage(_apply_orientation(pixels, orientation), "PNG", opened.mode, meta)
@@ -183,13 +220,25 @@ def _read_plain_jpeg(path: Path, opened: Image.Image, scale: int = 1) -> Decoded
     Python in the loop, the GIL released throughout: about twice as fast as Pillow here),
     which reports damage that OpenCV and Pillow decode to grey in silence
     (upright.jpegdecode); ``scale`` > 1 decodes at that DCT reduction. Anything else is
-    left to Pillow."""
-    if opened.format != "JPEG" or opened.mode not in ("L", "RGB"):
+    left to Pillow (a CMYK JPEG once TurboJPEG has found its data whole)."""
+    if opened.format != "JPEG":
         return None
     # A JPEG's data cannot sensibly exceed twice its raw pixels plus metadata: no more is
     # read (a small JPEG with gigabytes after it; libjpeg stops at the image's end).
     limit = opened.width * opened.height * len(opened.getbands()) * 2 + (16 << 20)
     data = np.fromfile(path, dtype=np.uint8, count=limit)
+    if opened.mode == "CMYK":
+        # Pillow decodes CMYK (Adobe's inverted kind too) but says nothing of damage in the
+        # scan: TurboJPEG judges the data first, Pillow then gives the pixels.
+        try:
+            check_jpeg(data, "CMYK", opened.height, opened.width)
+        except JpegNotForTurbo:
+            pass
+        except JpegDamage as exc:
+            raise ImageFileError(f"{path}: corrupt or truncated image ({exc})") from None
+        return None
+    if opened.mode not in ("L", "RGB"):
+        return None
     height, width = _reduced(opened.height, scale), _reduced(opened.width, scale)
     try:
         pixels = decode_jpeg(data, opened.mode == "L", scale, height, width)
@@ -322,6 +371,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int | N
             return DecodedImage(pixels, fmt, "RGB;16", meta)
         if fmt == "PNG" and not _png_rows_complete(path, opened):
             raise ImageFileError(f"{path}: corrupt PNG (its image data ends before its last row)")
+        _check_palette_indices(path, opened)
         decoded = from_pil(image, fmt, meta, path)
         decoded.scale = scale
         return decoded

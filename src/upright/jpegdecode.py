@@ -52,7 +52,19 @@ def decode_jpeg(data: np.ndarray | bytes, grey: bool, scale: int, height: int, w
     """``data`` decoded at the DCT reduction ``scale`` (1, 2, 4 or 8) to (height, width)
     grey or (height, width, 3) RGB; JpegDamage where libjpeg found the data damaged,
     JpegNotForTurbo for a header TurboJPEG does not take."""
-    colourspace = "GRAY" if grey else "RGB"
+    pixels = _decode(data, "GRAY" if grey else "RGB", scale, height, width)
+    return pixels[:, :, 0] if grey else pixels
+
+
+def check_jpeg(data: np.ndarray | bytes, colourspace: str, height: int, width: int) -> None:
+    """JpegDamage where libjpeg finds the data of a JPEG (``colourspace``: CMYK, say, whose
+    pixels another decoder gives) damaged, JpegNotForTurbo where TurboJPEG cannot judge.
+    Decoded at 1/8 and dropped: every coefficient is still entropy-decoded, and that is
+    where damage shows, but the pixels take 1/64 of the memory."""
+    _decode(data, colourspace, 8, -(-height // 8), -(-width // 8))
+
+
+def _decode(data: np.ndarray | bytes, colourspace: str, scale: int, height: int, width: int) -> np.ndarray:
     options = {"min_height": height, "min_width": width, "min_factor": scale} if scale > 1 else {}
     try:
         pixels = simplejpeg.decode_jpeg(data, colorspace=colourspace, strict=True, **options)
@@ -68,4 +80,4 @@ def decode_jpeg(data: np.ndarray | bytes, grey: bool, scale: int, height: int, w
             raise JpegNotForTurbo(str(again).strip()) from None
     if pixels.shape[:2] != (height, width):
         raise JpegDamage(f"decoded to {pixels.shape[1]}x{pixels.shape[0]}, not {width}x{height}")
-    return pixels[:, :, 0] if grey else pixels
+    return pixels

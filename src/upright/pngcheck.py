@@ -7,6 +7,8 @@ PNGs, straight into an array upright allocates) the image data is inflated too, 
 pieces, and must fill exactly the rows the header promises: OpenCV's ``imread`` into a
 given array drops libpng's verdict, so a file libpng gives up on comes back as that
 array, uninitialised, and libpng's complaint goes to stderr without the file's name.
+OpenCV is then given the pixel chunks alone (``pixel_stream``), so libpng has no
+ancillary chunk to complain of either.
 """
 
 from __future__ import annotations
@@ -118,3 +120,30 @@ def png_stream_problem(path: str | Path, extra_data_ok: bool = True, inflate_dat
     if not extra_data_ok and (got > expected or inflate.unused_data):
         return EXTRA_DATA
     return None
+
+
+_PIXEL_CHUNKS = {b"IHDR", b"IDAT", b"IEND"}
+
+
+def pixel_stream(path: str | Path) -> bytes | None:
+    """The PNG at ``path`` with only the chunks that hold its pixels (header, image data,
+    end), or None where it has no others. For OpenCV: libpng parses every ancillary chunk
+    it knows and warns on stderr, without the file's name, of any it finds malformed (a
+    1-byte bKGD, a short iCCP, a known-bad sRGB profile), although OpenCV uses none of
+    them. Checked by ``png_stream_problem`` first: the chunks are walked, not judged, here."""
+    kept, dropped = [SIGNATURE], False
+    with open(path, "rb") as f:
+        f.seek(len(SIGNATURE))
+        while True:
+            header = f.read(8)
+            if len(header) < 8:
+                break
+            length, kind = struct.unpack(">I4s", header)
+            if kind in _PIXEL_CHUNKS:
+                kept.append(header + f.read(length + 4))
+            else:
+                dropped = True
+                f.seek(length + 4, 1)
+            if kind == b"IEND":
+                break
+    return b"".join(kept) if dropped else None

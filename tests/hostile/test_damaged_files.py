@@ -126,6 +126,42 @@ def test_scan_damage_without_a_marker_fails_with_the_files_name(tmp_path, capfd,
     assert "Corrupt JPEG" not in capfd.readouterr().err
 
 
+def _cmyk_jpeg() -> bytes:
+    rng = np.random.default_rng(4)
+    cmyk = np.clip(rng.normal(90, 30, (120, 200, 4)), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(cmyk, "CMYK").save(buffer, format="JPEG", quality=90)  # Adobe's inverted CMYK
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("min_side", [None, 10])
+@pytest.mark.parametrize("damage", ["stray-markers", "zeroed", "truncated-with-end"])
+def test_a_damaged_cmyk_jpeg_fails_with_the_files_name(tmp_path, capfd, damage, min_side):
+    """Pillow decodes CMYK JPEGs (TurboJPEG's RGB does not) and said nothing of these: the
+    file came out "rotated" with grey or garbage where its data was lost."""
+    data = _cmyk_jpeg()
+    middle = len(data) // 2
+    data = {"stray-markers": _damaged(data),
+            "zeroed": data[:middle] + bytes(300) + data[middle + 300:],
+            "truncated-with-end": data[:middle] + b"\xff\xd9"}[damage]
+    path = tmp_path / "damaged.jpg"
+    path.write_bytes(data)
+    with pytest.raises(imagefiles.ImageFileError, match=r"damaged.jpg: corrupt or truncated image \("):
+        imagefiles.read_image(path, min_side=min_side)
+    assert "Corrupt JPEG" not in capfd.readouterr().err
+
+
+def test_a_whole_cmyk_jpeg_still_decodes_as_pillow_does(tmp_path):
+    path = tmp_path / "cmyk.jpg"
+    path.write_bytes(_cmyk_jpeg())
+    decoded = imagefiles.read_image(path)
+    with Image.open(path) as reference:
+        assert decoded.mode == "CMYK"
+        assert np.array_equal(decoded.pixels, np.asarray(reference))
+    view = imagefiles.read_image(path, min_side=10)
+    assert view.scale == 8 and view.pixels.shape == (15, 25, 4)
+
+
 def test_a_comment_holding_marker_bytes_is_no_damage_but_the_same_bytes_in_the_scan_are():
     data = _jpeg(_photo(3))
     comment = b"\xff\xfe\x00\x06\xff\x37\xff\x01"
@@ -251,6 +287,36 @@ def test_a_png_whose_data_ends_before_its_last_row_fails(model, tmp_path):
         by_name["short.png"]["error"]
     assert by_name["whole.png"]["action"] != "failed"
     assert not (tmp_path / "out" / "short.png").exists()
+
+
+def _palette_png(path, colours: int, transparency: bool = False) -> None:
+    """A 40x30 palette PNG whose pixels use indices 0-9, with a PLTE of ``colours`` entries."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    indices = (np.arange(30 * 40).reshape(30, 40) % 10).astype(np.uint8)
+    rows = b"".join(b"\0" + row.tobytes() for row in indices)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 40, 30, 8, 3, 0, 0, 0))
+                     + chunk(b"PLTE", bytes(range(60, 60 + 3 * colours)))
+                     + (chunk(b"tRNS", bytes([0, 128])) if transparency else b"")
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("transparency", [False, True])
+def test_a_palette_too_short_for_its_pixels_fails_and_a_full_one_reads(tmp_path, transparency):
+    """Pillow showed the pixels whose colour the palette lacks black, and the file came out
+    "rotated" (found by a hostile test)."""
+    short, full = tmp_path / "short.png", tmp_path / "full.png"
+    _palette_png(short, 4, transparency)
+    _palette_png(full, 10, transparency)
+    with pytest.raises(imagefiles.ImageFileError,
+                       match=r"short.png: corrupt PNG \(a pixel uses colour index 9, but the palette has 4"):
+        imagefiles.read_image(short)
+    pixels = imagefiles.read_image(full).pixels
+    assert pixels[0, 9, 0] == 60 + 27  # index 9's red, from the palette
 
 
 @pytest.mark.parametrize("kind", ["grey", "palette", "16-bit", "1-bit", "grey+alpha", "rgb"])

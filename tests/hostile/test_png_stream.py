@@ -89,3 +89,36 @@ def test_a_damaged_big_png_fails_instead_of_coming_back_as_memory(tmp_path, monk
     (tmp_path / "damaged.png").write_bytes(_damaged((tmp_path / "big.png").read_bytes(), damage))
     with pytest.raises(imagefiles.ImageFileError, match="damaged.png: corrupt PNG"):
         imagefiles.read_image(tmp_path / "damaged.png")
+
+
+# Ancillary chunks libpng parses and warns of (on stderr, without the file's name) when
+# malformed; OpenCV uses none of them, and Pillow reads past them.
+MALFORMED_ANCILLARY = {"bKGD-1-byte": _chunk(b"bKGD", b"\x01"),
+                       "iCCP-too-short": _chunk(b"iCCP", b"x\0\0\x01"),
+                       "sBIT-0": _chunk(b"sBIT", b"\0\0\0"),
+                       "tIME-short": _chunk(b"tIME", b"\x07")}
+
+
+@pytest.mark.parametrize("kind", ["16-bit", "big"])
+@pytest.mark.parametrize("chunk", sorted(MALFORMED_ANCILLARY))
+def test_a_malformed_ancillary_chunk_leaves_the_pixels_and_stderr_alone(
+        tmp_path, capfd, monkeypatch, kind, chunk):
+    """Found by a hostile test: libpng's unnamed "libpng warning: bKGD: invalid" lines."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    if kind == "big":  # the big-PNG path, made small here by lowering its threshold
+        monkeypatch.setattr(imagefiles, "BIG_BYTES", 1000)
+        rgb = np.random.default_rng(2).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / "plain.png"), rgb[:, :, ::-1])
+    else:
+        _png16(tmp_path / "plain.png")
+    plain = (tmp_path / "plain.png").read_bytes()
+    (tmp_path / "odd.png").write_bytes(plain[:33] + MALFORMED_ANCILLARY[chunk] + plain[33:])
+    capfd.readouterr()
+    expected = imagefiles.read_image(tmp_path / "plain.png")
+    decoded = imagefiles.read_image(tmp_path / "odd.png")
+    assert decoded.mode == expected.mode and np.array_equal(decoded.pixels, expected.pixels)
+    assert "libpng" not in capfd.readouterr().err
+    assert not list((tmp_path / "scratch").iterdir())  # the pixel chunks' copy is gone

@@ -391,3 +391,16 @@ def test_step_budget_stops_training_at_its_step_and_validates_it(tmp_path, glyph
     assert training["samples_seen"] == 7 * config.batch_size  # the machine's speed does not count
     assert training["best_epoch"] is not None  # the interrupted epoch was validated, as the clock's
     assert len(_epoch_losses(tmp_path / "run", "val_loss")) == 1
+
+
+def test_a_step_budget_spent_in_the_last_epoch_is_named_as_the_reason():
+    from types import SimpleNamespace
+
+    from upright.recipes import make_config
+    from upright.training import _stop_reason
+
+    # 10 steps an epoch, 3 epochs, a budget of 25: Lightning's epoch count is full as well.
+    trainer = SimpleNamespace(callbacks=[], current_epoch=3, global_step=25)
+    config = make_config("mnist-compact", {"max_epochs": 3, "max_steps": 25})
+    assert _stop_reason(trainer, config) == "max_steps"
+    assert _stop_reason(trainer, make_config("mnist-compact", {"max_epochs": 3})) == "max_epochs"

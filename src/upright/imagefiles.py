@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 from upright.errors import UserError
 from upright.jpegdecode import JpegDamage, JpegNotForTurbo, check_jpeg, decode_jpeg
 from upright.jpegencode import encode_jpeg
-from upright.pngcheck import EXTRA_DATA, pixel_stream, png_stream_problem
+from upright.pngcheck import EXTRA_DATA, copy_pixel_chunks, has_other_chunks, png_stream_problem
 from upright.pngstream import write_png
 from upright.prepare import CONVERTED_MODES
 
@@ -88,35 +88,37 @@ def _opencv_read_png(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndar
     """Decode a PNG (checked by ``_png_fit_for_opencv``) with OpenCV into one array of the
     expected shape, in our channel order (``imread`` without ``dst``, and ``imdecode``,
     hold a second full-size copy while decoding). libpng reads only the pixel chunks (a
-    copy of them in a temporary file: upright.pngcheck.pixel_stream), so it says nothing
+    copy of them in a temporary file: upright.pngcheck.copy_pixel_chunks), so it says nothing
     on stderr of ancillary chunks OpenCV does not use. None when the file decodes to
     anything else."""
     bands = shape[2] if len(shape) == 3 else 1
     flags = {1: cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION,
              3: cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION,
              4: cv2.IMREAD_UNCHANGED}[bands]
-    stream, copy = pixel_stream(path), None
-    if stream is not None:
-        try:
-            handle, copy = tempfile.mkstemp(suffix=".png", prefix="upright-pixels-")
-            with os.fdopen(handle, "wb") as f:
-                f.write(stream)
-            stream = None  # (not held while the pixels are decoded)
-        except OSError:  # no room for the copy: libpng reads the file itself (and may warn)
-            if copy is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(copy)
-            copy = None
+    copy = None
     try:
+        if has_other_chunks(path):
+            try:
+                handle, copy = tempfile.mkstemp(suffix=".png", prefix="upright-pixels-")
+                with os.fdopen(handle, "wb") as f:
+                    copy_pixel_chunks(path, f)
+            except OSError:  # no room for the copy: libpng reads the file itself (and may warn)
+                _remove(copy)
+                copy = None
         pixels = cv2.imread(copy or str(path), np.empty(shape, dtype), flags)
-    finally:
-        if copy is not None:
-            os.unlink(copy)
+    finally:  # (an interruption too: no copy is left behind)
+        _remove(copy)
     if pixels is None or pixels.shape != shape or pixels.dtype != dtype:
         return None
     if bands == 4:  # the one mode read unchanged: BGRA
         cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA, dst=pixels)
     return pixels
+
+
+def _remove(path: str | None) -> None:
+    if path is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _png_fit_for_opencv(path: Path) -> bool:

@@ -7,7 +7,7 @@ PNGs, straight into an array upright allocates) the image data is inflated too, 
 pieces, and must fill exactly the rows the header promises: OpenCV's ``imread`` into a
 given array drops libpng's verdict, so a file libpng gives up on comes back as that
 array, uninitialised, and libpng's complaint goes to stderr without the file's name.
-OpenCV is then given the pixel chunks alone (``pixel_stream``), so libpng has no
+OpenCV is then given the pixel chunks alone (``copy_pixel_chunks``), so libpng has no
 ancillary chunk to complain of either.
 """
 
@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _KNOWN_CRITICAL = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
@@ -125,25 +127,44 @@ def png_stream_problem(path: str | Path, extra_data_ok: bool = True, inflate_dat
 _PIXEL_CHUNKS = {b"IHDR", b"IDAT", b"IEND"}
 
 
-def pixel_stream(path: str | Path) -> bytes | None:
-    """The PNG at ``path`` with only the chunks that hold its pixels (header, image data,
-    end), or None where it has no others. For OpenCV: libpng parses every ancillary chunk
-    it knows and warns on stderr, without the file's name, of any it finds malformed (a
-    1-byte bKGD, a short iCCP, a known-bad sRGB profile), although OpenCV uses none of
-    them. Checked by ``png_stream_problem`` first: the chunks are walked, not judged, here."""
-    kept, dropped = [SIGNATURE], False
+def _chunks(f: BinaryIO) -> Iterator[tuple[int, bytes, bytes]]:
+    """(offset, kind, 8-byte header) of each chunk of an open PNG, to its end chunk; the
+    file is left at the chunk's data."""
+    f.seek(len(SIGNATURE))
+    while True:
+        at, header = f.tell(), f.read(8)
+        if len(header) < 8:
+            return
+        length, kind = struct.unpack(">I4s", header)
+        yield at, kind, header
+        if kind == b"IEND":
+            return
+        f.seek(at + 8 + length + 4)
+
+
+def has_other_chunks(path: str | Path) -> bool:
+    """Whether the PNG at ``path`` has chunks besides its header, image data and end."""
     with open(path, "rb") as f:
-        f.seek(len(SIGNATURE))
-        while True:
-            header = f.read(8)
-            if len(header) < 8:
-                break
-            length, kind = struct.unpack(">I4s", header)
-            if kind in _PIXEL_CHUNKS:
-                kept.append(header + f.read(length + 4))
-            else:
-                dropped = True
-                f.seek(length + 4, 1)
-            if kind == b"IEND":
-                break
-    return b"".join(kept) if dropped else None
+        return any(kind not in _PIXEL_CHUNKS for _, kind, _ in _chunks(f))
+
+
+def copy_pixel_chunks(path: str | Path, target: BinaryIO) -> None:
+    """Write the PNG at ``path`` to ``target`` with only the chunks that hold its pixels
+    (header, image data, end), a piece at a time. For OpenCV: libpng parses every
+    ancillary chunk it knows and warns on stderr, without the file's name, of any it finds
+    malformed (a 1-byte bKGD, a short iCCP, a known-bad sRGB profile), although OpenCV uses
+    none of them. Checked by ``png_stream_problem`` first: the chunks are walked, not
+    judged, here."""
+    target.write(SIGNATURE)
+    with open(path, "rb") as f:
+        for _, kind, header in _chunks(f):
+            if kind not in _PIXEL_CHUNKS:
+                continue
+            target.write(header)
+            left = struct.unpack(">I", header[:4])[0] + 4  # the data and its CRC
+            while left:
+                piece = f.read(min(left, _PIECE))
+                if not piece:
+                    return
+                target.write(piece)
+                left -= len(piece)

@@ -401,8 +401,9 @@ def _stop_reason(trainer: L.Trainer, config: TrainConfig) -> str:
     for cb in trainer.callbacks:
         if isinstance(cb, EarlyStopping) and cb.stopped_epoch > 0:
             return "early_stopping"
-    if trainer.current_epoch >= config.max_epochs:
-        return "max_epochs"
+    # (the step budget first: spent inside the last epoch, it leaves the epoch count full too)
     if config.max_steps and trainer.global_step >= config.max_steps:
         return "max_steps"
+    if trainer.current_epoch >= config.max_epochs:
+        return "max_epochs"
     return "max_time" if config.max_time else "finished"

@@ -28,6 +28,7 @@ from upright.jpegencode import encode_jpeg
 from upright.pngcheck import EXTRA_DATA, copy_pixel_chunks, has_other_chunks, png_stream_problem
 from upright.pngstream import write_png
 from upright.prepare import CONVERTED_MODES
+from upright.tiffcheck import tiff_jpeg_problem
 
 # Pillow warns (a UserWarning on stderr, without the file's name) where it skips a damaged
 # EXIF or TIFF tag; the image reads all the same, and the tags it could read travel on.
@@ -346,6 +347,11 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int | N
         problem = png_stream_problem(path, inflate_data=False) if opened.format == "PNG" else None
         if problem:
             raise ImageFileError(f"{path}: corrupt PNG ({problem})")
+        # A JPEG-compressed TIFF's strips are judged first (upright.tiffcheck): libtiff does not
+        # pass on libjpeg's warnings.
+        problem = tiff_jpeg_problem(path, opened.tag_v2) if opened.format == "TIFF" else None
+        if problem:
+            raise ImageFileError(f"{path}: corrupt TIFF ({problem})")
         fast = _read_plain_jpeg(path, opened, scale)
         if fast is not None:
             return fast

@@ -56,16 +56,22 @@ def decode_jpeg(data: np.ndarray | bytes, grey: bool, scale: int, height: int, w
     return pixels[:, :, 0] if grey else pixels
 
 
-def check_jpeg(data: np.ndarray | bytes, colourspace: str, height: int, width: int) -> None:
+def check_jpeg(data: np.ndarray | bytes, colourspace: str, height: int | None = None,
+               width: int | None = None) -> None:
     """JpegDamage where libjpeg finds the data of a JPEG (``colourspace``: CMYK, say, whose
     pixels another decoder gives) damaged, JpegNotForTurbo where TurboJPEG cannot judge.
     Decoded at 1/8 and dropped: every coefficient is still entropy-decoded, and that is
-    where damage shows, but the pixels take 1/64 of the memory."""
-    _decode(data, colourspace, 8, -(-height // 8), -(-width // 8))
+    where damage shows, but the pixels take 1/64 of the memory. Without a size, the frame's
+    own size is not checked."""
+    if height is None or width is None:
+        _decode(data, colourspace, 8, None, None)
+    else:
+        _decode(data, colourspace, 8, -(-height // 8), -(-width // 8))
 
 
-def _decode(data: np.ndarray | bytes, colourspace: str, scale: int, height: int, width: int) -> np.ndarray:
-    options = {"min_height": height, "min_width": width, "min_factor": scale} if scale > 1 else {}
+def _decode(data: np.ndarray | bytes, colourspace: str, scale: int, height: int | None,
+            width: int | None) -> np.ndarray:
+    options = {"min_height": height or 1, "min_width": width or 1, "min_factor": scale} if scale > 1 else {}
     try:
         pixels = simplejpeg.decode_jpeg(data, colorspace=colourspace, strict=True, **options)
     except ValueError as exc:
@@ -78,6 +84,6 @@ def _decode(data: np.ndarray | bytes, colourspace: str, scale: int, height: int,
             pixels = simplejpeg.decode_jpeg(data, colorspace=colourspace, strict=False, **options)
         except ValueError as again:  # TurboJPEG gives up on it even so: Pillow's to judge
             raise JpegNotForTurbo(str(again).strip()) from None
-    if pixels.shape[:2] != (height, width):
+    if height is not None and pixels.shape[:2] != (height, width):
         raise JpegDamage(f"decoded to {pixels.shape[1]}x{pixels.shape[0]}, not {width}x{height}")
     return pixels

@@ -486,3 +486,39 @@ def test_a_jpeg_with_a_huge_trailer_is_read_only_as_far_as_it_can_need(tmp_path,
     else:
         with Image.open(io.BytesIO(data)) as original:
             assert np.abs(imagefiles.read_image(path).pixels.astype(int) - np.asarray(original)).max() <= 2
+
+
+def _jpeg_tiff(path, mode: str, rows_per_strip: int = 16):
+    rng = np.random.default_rng(6)
+    rgb = Image.fromarray(np.clip(rng.normal(120, 30, (120, 160, 3)), 0, 255).astype(np.uint8))
+    rgb.convert(mode).save(path, compression="jpeg", tiffinfo={278: rows_per_strip})
+    with Image.open(path) as opened:
+        return list(opened.tag_v2[273]), list(opened.tag_v2[279])
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+@pytest.mark.parametrize("damage", ["stray-markers", "random", "offset-moved"])
+def test_a_jpeg_compressed_tiff_with_a_damaged_strip_fails_with_the_files_name(tmp_path, capfd, mode, damage):
+    """libtiff does not pass on libjpeg's warnings: Pillow decoded these to grey or garbage
+    in silence, and the file came out "rotated" (found by a hostile test)."""
+    import struct
+
+    good = tmp_path / "good.tif"
+    offsets, counts = _jpeg_tiff(good, mode)
+    data = bytearray(good.read_bytes())
+    start, count = offsets[3], counts[3]  # the fourth strip of eight
+    if damage == "stray-markers":
+        for k in range(start + 200, start + count - 2, 97):
+            data[k] = 0xFF
+    elif damage == "random":
+        data[start + count // 3:start + count // 3 + 200] = np.random.default_rng(1).integers(
+            0, 255, 200, dtype=np.uint8).tobytes()
+    else:  # the strip's offset (little-endian, in the IFD) moved 50 bytes into its data
+        at = bytes(data).index(struct.pack("<I", start))
+        data[at:at + 4] = struct.pack("<I", start + 50)
+    (tmp_path / "damaged.tif").write_bytes(bytes(data))
+    with pytest.raises(imagefiles.ImageFileError, match=r"damaged.tif: corrupt TIFF \(strip 3[: ]"):
+        imagefiles.read_image(tmp_path / "damaged.tif")
+    assert "JPEG" not in capfd.readouterr().err
+    with Image.open(good) as reference:  # the whole file still reads as Pillow reads it
+        assert np.array_equal(imagefiles.read_image(good).pixels, np.asarray(reference))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import struct
 import tempfile
@@ -22,17 +23,21 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from upright import tiffmessages
 from upright.errors import UserError
 from upright.jpegdecode import JpegDamage, JpegNotForTurbo, check_jpeg, decode_jpeg
 from upright.jpegencode import encode_jpeg
 from upright.pngcheck import EXTRA_DATA, copy_pixel_chunks, has_other_chunks, png_stream_problem
 from upright.pngstream import write_png
 from upright.prepare import CONVERTED_MODES
-from upright.tiffcheck import tiff_jpeg_problem
+from upright.tiffcheck import tiff_deflate_problem, tiff_jpeg_problem, tiff_layout_problem
 
 # Pillow warns (a UserWarning on stderr, without the file's name) where it skips a damaged
 # EXIF or TIFF tag; the image reads all the same, and the tags it could read travel on.
 warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+# tifffile logs what it skips in a 16-bit TIFF (a tag with a bad value) as a warning, which
+# Python prints on stderr without the file's name where nothing else handles its log.
+logging.getLogger("tifffile").addHandler(logging.NullHandler())
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
@@ -116,6 +121,30 @@ def _opencv_read_png(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndar
     return pixels
 
 
+def _load(path: Path, opened: Image.Image) -> None:
+    """Decode the pixels; a TIFF's with libtiff's errors caught (upright.tiffmessages): one
+    names the file's damage, even where Pillow goes on without a word (a fax strip's bad
+    code words), and none reaches stderr unnamed."""
+    if opened.format != "TIFF":
+        opened.load()
+        return
+    with tiffmessages.collected() as messages:
+        try:
+            opened.load()
+        except (OSError, ValueError) as exc:
+            if messages and messages.errors:
+                raise ImageFileError(f"{path}: corrupt TIFF (libtiff: {messages.errors[0]})") from exc
+            raise
+    damage = [e for e in (messages.errors if messages else []) if not e.startswith(_TIFF_TAG_MODULES)]
+    if damage:
+        raise ImageFileError(f"{path}: corrupt TIFF (libtiff: {damage[0]})")
+
+
+# libtiff's complaints about a tag's value while it reads the directory (an Orientation of
+# 9, a wrong count): where the pixels then decode, they are whole, and the tag is ignored.
+_TIFF_TAG_MODULES = ("_TIFFVSetField", "TIFFFetchNormalTag", "TIFFReadDirectory", "TIFFReadCustomDirectory")
+
+
 def _remove(path: str | None) -> None:
     if path is not None:
         with contextlib.suppress(OSError):
@@ -154,6 +183,8 @@ def _read_16bit_colour(path: Path, opened: Image.Image) -> np.ndarray:
             pixels = tifffile.imread(path, key=0)
         except Exception as exc:  # noqa: BLE001 - a codec it lacks, or damage: one line
             raise ImageFileError(f"{path}: cannot decode 16-bit colour TIFF ({exc})") from exc
+        if pixels.ndim == 3 and pixels.shape[0] == shape[2] and pixels.shape[1:] == shape[:2]:
+            pixels = np.ascontiguousarray(np.moveaxis(pixels, 0, -1))  # planes kept apart (planar 2)
     elif not _png_fit_for_opencv(path):
         raise ImageFileError(f"{path}: corrupt PNG ({EXTRA_DATA})")
     else:
@@ -347,9 +378,11 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int | N
         problem = png_stream_problem(path, inflate_data=False) if opened.format == "PNG" else None
         if problem:
             raise ImageFileError(f"{path}: corrupt PNG ({problem})")
-        # A JPEG-compressed TIFF's strips are judged first (upright.tiffcheck): libtiff does not
+        # A TIFF's strips must cover its size, and a JPEG-compressed one's are judged first
+        # (upright.tiffcheck): the decoders leave what is missing black, and libtiff does not
         # pass on libjpeg's warnings.
-        problem = tiff_jpeg_problem(path, opened.tag_v2) if opened.format == "TIFF" else None
+        problem = (tiff_layout_problem(path, opened.tag_v2) or tiff_jpeg_problem(path, opened.tag_v2)
+                   or tiff_deflate_problem(path, opened.tag_v2) if opened.format == "TIFF" else None)
         if problem:
             raise ImageFileError(f"{path}: corrupt TIFF ({problem})")
         fast = _read_plain_jpeg(path, opened, scale)
@@ -365,7 +398,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int | N
             # (asking for the floor of each side makes Pillow choose exactly ``scale``).
             drafted = opened.draft(opened.mode, (width // scale, height // scale))
             scale = round(width / drafted[1][2]) if drafted else 1
-        opened.load()
+        _load(path, opened)
         fmt = opened.format
         bits = opened.tag_v2.get(258, (8,)) if fmt == "TIFF" else None
         image = ImageOps.exif_transpose(opened) or opened

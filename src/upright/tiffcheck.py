@@ -1,4 +1,8 @@
-"""The JPEG data of a JPEG-compressed TIFF checked before libtiff decodes it.
+"""A TIFF's layout, and the JPEG data of a JPEG-compressed one, checked before it is decoded.
+
+A TIFF whose strips or tiles do not cover the size its header gives (a damaged
+RowsPerStrip, ImageLength or ImageWidth) decodes with the missing parts black, in silence,
+in Pillow and tifffile alike: ``tiff_layout_problem`` counts them first.
 
 libtiff hands each strip or tile of a JPEG-compressed TIFF (compression 7) to libjpeg,
 which meets lost or overwritten bytes with a warning that libtiff does not pass on: Pillow
@@ -9,20 +13,60 @@ JPEG of its own, its tables kept once in the JPEGTables tag, so TurboJPEG can ju
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Any
+
+import simplejpeg
 
 from upright.jpegdecode import JpegDamage, JpegNotForTurbo, check_jpeg
 
 JPEG_COMPRESSION = 7  # "new-style" JPEG; the old style (6) is left to libtiff
-_TAGS = {"compression": 259, "samples": 277, "planar": 284, "strip_offsets": 273,
-         "strip_counts": 279, "tile_offsets": 324, "tile_counts": 325, "tables": 347}
+DEFLATE_COMPRESSIONS = (8, 32946)  # Adobe's and the old code
+_PIECE = 1 << 20
+_TAGS = {"width": 256, "height": 257, "bits": 258, "compression": 259, "samples": 277, "rows_per_strip": 278,
+         "planar": 284, "strip_offsets": 273, "strip_counts": 279, "tile_width": 322,
+         "tile_height": 323, "tile_offsets": 324, "tile_counts": 325, "tables": 347}
 _COLOURSPACES = {1: "GRAY", 3: "RGB", 4: "CMYK"}  # by components in one strip's JPEG
 _EOI, _SOI = b"\xff\xd9", b"\xff\xd8"
 
 
 def _as_tuple(value: Any) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def _segments(tags: Any) -> tuple[bool, tuple, tuple]:
+    """(tiled, offsets, byte counts) of the strips or tiles."""
+    tiled = _TAGS["tile_offsets"] in tags
+    offsets = _as_tuple(tags.get(_TAGS["tile_offsets" if tiled else "strip_offsets"], ()))
+    counts = _as_tuple(tags.get(_TAGS["tile_counts" if tiled else "strip_counts"], ()))
+    return tiled, offsets, counts
+
+
+def tiff_layout_problem(path: str | Path, tags: Any) -> str | None:
+    """What is wrong with where the TIFF at ``path`` keeps its pixels (``tags``: Pillow's
+    ``tag_v2``), or None: fewer strips or tiles than its size needs, or one that runs past
+    the end of the file."""
+    width, height = int(tags.get(_TAGS["width"], 0)), int(tags.get(_TAGS["height"], 0))
+    planes = int(tags.get(_TAGS["samples"], 1)) if tags.get(_TAGS["planar"], 1) == 2 else 1
+    tiled, offsets, counts = _segments(tags)
+    if tiled:
+        tile_w, tile_h = int(tags.get(_TAGS["tile_width"], 0)), int(tags.get(_TAGS["tile_height"], 0))
+        if not tile_w or not tile_h:
+            return "tiles without a tile size"
+        needed = planes * -(-width // tile_w) * -(-height // tile_h)
+    else:
+        rows = min(int(tags.get(_TAGS["rows_per_strip"], height) or height), height) or 1
+        needed = planes * -(-height // rows)
+    part = "tiles" if tiled else "strips"
+    if len(offsets) < needed or len(counts) < needed:
+        return (f"{min(len(offsets), len(counts))} {part} where its size ({width}x{height}) "
+                f"needs {needed}")
+    size = Path(path).stat().st_size
+    for n, (offset, count) in enumerate(zip(offsets[:needed], counts[:needed], strict=True)):
+        if int(offset) + int(count) > size:
+            return f"{part[:-1]} {n} runs past the end of the file"
+    return None
 
 
 def tiff_jpeg_problem(path: str | Path, tags: Any) -> str | None:
@@ -36,9 +80,9 @@ def tiff_jpeg_problem(path: str | Path, tags: Any) -> str | None:
     colourspace = _COLOURSPACES.get(components)
     if colourspace is None:
         return None
-    tiled = _TAGS["tile_offsets"] in tags
-    offsets = _as_tuple(tags.get(_TAGS["tile_offsets" if tiled else "strip_offsets"], ()))
-    counts = _as_tuple(tags.get(_TAGS["tile_counts" if tiled else "strip_counts"], ()))
+    tiled, offsets, counts = _segments(tags)
+    # Each JPEG is as wide as the image (a strip) or as a tile: libtiff leaves the rest black.
+    expected_width = int(tags.get(_TAGS["tile_width" if tiled else "width"], 0))
     if len(offsets) != len(counts):
         return f"{len(offsets)} {'tile' if tiled else 'strip'} offsets but {len(counts)} byte counts"
     tables = tags.get(_TAGS["tables"]) or b""
@@ -57,6 +101,13 @@ def tiff_jpeg_problem(path: str | Path, tags: Any) -> str | None:
                 return f"{part} {n} does not start as JPEG data"
             stream = head + data[2:] if head else data
             try:
+                frame_width = simplejpeg.decode_jpeg_header(stream)[1]
+            except ValueError:
+                frame_width = None  # (check_jpeg says why)
+            # (planes kept apart may hold subsampled chroma: narrower by design)
+            if frame_width not in (None, expected_width) and components == samples:
+                return f"{part} {n} is {frame_width} pixels wide, not {expected_width}"
+            try:
                 check_jpeg(stream, colourspace)
             except JpegDamage as exc:
                 return f"{part} {n}: {exc}"
@@ -65,3 +116,47 @@ def tiff_jpeg_problem(path: str | Path, tags: Any) -> str | None:
                     return None  # TurboJPEG cannot judge it; libtiff decodes it as before
                 return f"{part} {n}: {exc}"
     return None
+
+
+def tiff_deflate_problem(path: str | Path, tags: Any) -> str | None:
+    """What is wrong with the deflate data of a deflate-compressed TIFF at ``path``, or None.
+    libtiff stops inflating a strip once it has its rows and never checks the stream's
+    end or checksum, so a strip whose second half was lost decodes to one colour there."""
+    if tags.get(_TAGS["compression"]) not in DEFLATE_COMPRESSIONS:
+        return None
+    width, height = int(tags.get(_TAGS["width"], 0)), int(tags.get(_TAGS["height"], 0))
+    samples = int(tags.get(_TAGS["samples"], 1))
+    per_plane = 1 if tags.get(_TAGS["planar"], 1) == 2 else samples
+    bits = max(_as_tuple(tags.get(_TAGS["bits"], 1)))
+    tiled, offsets, counts = _segments(tags)
+    if tiled:
+        seg_w, rows = int(tags.get(_TAGS["tile_width"], 0)), int(tags.get(_TAGS["tile_height"], 0))
+    else:
+        seg_w, rows = width, min(int(tags.get(_TAGS["rows_per_strip"], height) or height), height)
+    needed = rows * -(-seg_w * per_plane * bits // 8)  # bytes a whole strip or tile inflates to
+    part = "tile" if tiled else "strip"
+    per_column = -(-height // rows) if rows else 1
+    with open(path, "rb") as f:
+        for n, (offset, count) in enumerate(zip(offsets, counts, strict=False)):
+            if not count:
+                continue
+            # (a strip at the bottom holds only the rows left)
+            last_row = not tiled and (n % per_column) == per_column - 1
+            want = (height - rows * (per_column - 1)) * (needed // rows) if last_row and rows else needed
+            f.seek(int(offset))
+            inflate, got, left = zlib.decompressobj(), 0, int(count)
+            try:
+                while left and not inflate.eof:
+                    piece = f.read(min(left, _PIECE))
+                    if not piece:
+                        break
+                    left -= len(piece)
+                    while piece and not inflate.eof:
+                        got += len(inflate.decompress(piece, _PIECE))
+                        piece = inflate.unconsumed_tail
+            except zlib.error as exc:
+                return f"{part} {n}: damaged deflate data ({exc})"
+            if not inflate.eof or got < want:
+                return f"{part} {n}: its deflate data ends before its rows"
+    return None
+

@@ -180,11 +180,14 @@ def _read_16bit_colour(path: Path, opened: Image.Image) -> np.ndarray:
         import tifffile
 
         try:
-            pixels = tifffile.imread(path, key=0)
+            with tifffile.TiffFile(path) as tiff:
+                page = tiff.pages[0]
+                pixels = page.asarray()
+                planes_apart = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
         except Exception as exc:  # noqa: BLE001 - a codec it lacks, or damage: one line
             raise ImageFileError(f"{path}: cannot decode 16-bit colour TIFF ({exc})") from exc
-        if pixels.ndim == 3 and pixels.shape[0] == shape[2] and pixels.shape[1:] == shape[:2]:
-            pixels = np.ascontiguousarray(np.moveaxis(pixels, 0, -1))  # planes kept apart (planar 2)
+        if planes_apart and pixels.ndim == 3:  # (samples, rows, columns)
+            pixels = np.ascontiguousarray(np.moveaxis(pixels, 0, -1))
     elif not _png_fit_for_opencv(path):
         raise ImageFileError(f"{path}: corrupt PNG ({EXTRA_DATA})")
     else:

@@ -24,7 +24,8 @@ from upright.jpegdecode import JpegDamage, JpegNotForTurbo, check_jpeg
 JPEG_COMPRESSION = 7  # "new-style" JPEG; the old style (6) is left to libtiff
 DEFLATE_COMPRESSIONS = (8, 32946)  # Adobe's and the old code
 _PIECE = 1 << 20
-_TAGS = {"width": 256, "height": 257, "bits": 258, "compression": 259, "samples": 277, "rows_per_strip": 278,
+_TAGS = {"width": 256, "height": 257, "bits": 258, "compression": 259, "photometric": 262,
+         "ycbcr_subsampling": 530, "samples": 277, "rows_per_strip": 278,
          "planar": 284, "strip_offsets": 273, "strip_counts": 279, "tile_width": 322,
          "tile_height": 323, "tile_offsets": 324, "tile_counts": 325, "tables": 347}
 _COLOURSPACES = {1: "GRAY", 3: "RGB", 4: "CMYK"}  # by components in one strip's JPEG
@@ -59,9 +60,12 @@ def tiff_layout_problem(path: str | Path, tags: Any) -> str | None:
         rows = min(int(tags.get(_TAGS["rows_per_strip"], height) or height), height) or 1
         needed = planes * -(-height // rows)
     part = "tiles" if tiled else "strips"
-    if len(offsets) < needed or len(counts) < needed:
-        return (f"{min(len(offsets), len(counts))} {part} where its size ({width}x{height}) "
-                f"needs {needed}")
+    # (libtiff estimates byte counts a file lacks: only the offsets are then counted)
+    present = min(len(offsets), len(counts)) if counts else len(offsets)
+    if present < needed:
+        return f"{present} {part} where its size ({width}x{height}) needs {needed}"
+    if not counts or tags.get(_TAGS["compression"], 1) == 1:
+        return None  # (uncompressed rows are read as far as they go: Pillow says where they end)
     size = Path(path).stat().st_size
     for n, (offset, count) in enumerate(zip(offsets[:needed], counts[:needed], strict=True)):
         if int(offset) + int(count) > size:
@@ -87,11 +91,12 @@ def tiff_jpeg_problem(path: str | Path, tags: Any) -> str | None:
         return f"{len(offsets)} {'tile' if tiled else 'strip'} offsets but {len(counts)} byte counts"
     tables = tags.get(_TAGS["tables"]) or b""
     # The tables' own stream ends with an end marker, and each strip starts with a start marker.
-    head = tables[:-2] if isinstance(tables, bytes) and tables.endswith(_EOI) else b""
+    end = tables.rfind(_EOI) if isinstance(tables, bytes) else -1
+    head = tables[:end] if end > 0 else b""
     part = "tile" if tiled else "strip"
     with open(path, "rb") as f:
         for n, (offset, count) in enumerate(zip(offsets, counts, strict=True)):
-            if not count:  # a sparse file's empty tile: libtiff fills it, no JPEG to judge
+            if not count:  # a sparse file's empty tile: no JPEG to judge here (libtiff's to refuse)
                 continue
             f.seek(int(offset))
             data = f.read(int(count))
@@ -134,6 +139,10 @@ def tiff_deflate_problem(path: str | Path, tags: Any) -> str | None:
     else:
         seg_w, rows = width, min(int(tags.get(_TAGS["rows_per_strip"], height) or height), height)
     needed = rows * -(-seg_w * per_plane * bits // 8)  # bytes a whole strip or tile inflates to
+    # YCbCr with its chroma subsampled packs blocks of pixels in fewer bytes: the stream's end
+    # is checked, not its length.
+    subsampled = tags.get(_TAGS["photometric"]) == 6 and tuple(
+        _as_tuple(tags.get(_TAGS["ycbcr_subsampling"], (2, 2)))) != (1, 1)
     part = "tile" if tiled else "strip"
     per_column = -(-height // rows) if rows else 1
     with open(path, "rb") as f:
@@ -156,7 +165,7 @@ def tiff_deflate_problem(path: str | Path, tags: Any) -> str | None:
                         piece = inflate.unconsumed_tail
             except zlib.error as exc:
                 return f"{part} {n}: damaged deflate data ({exc})"
-            if not inflate.eof or got < want:
+            if not inflate.eof or (got < want and not subsampled):
                 return f"{part} {n}: its deflate data ends before its rows"
     return None
 

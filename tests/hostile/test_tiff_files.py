@@ -138,3 +138,12 @@ def test_a_16_bit_colour_tiff_with_its_planes_apart_reads(tmp_path):
     tifffile.imwrite(path, np.moveaxis(deep, -1, 0), photometric="rgb", planarconfig="separate")
     decoded = imagefiles.read_image(path)
     assert decoded.mode == "RGB;16" and np.array_equal(decoded.pixels, deep)
+
+
+def test_a_16_bit_colour_tiff_as_tall_as_its_samples_keeps_its_axes(tmp_path):
+    """A 3x3 RGB image is (3, 3, 3) either way: the planar layout is read from the file, not
+    guessed from the shape (a review found its rows and samples swapped)."""
+    deep = (np.arange(27, dtype=np.uint16).reshape(3, 3, 3) * 1000)
+    path = tmp_path / "tiny.tif"
+    tifffile.imwrite(path, deep, photometric="rgb")
+    assert np.array_equal(imagefiles.read_image(path).pixels, deep)

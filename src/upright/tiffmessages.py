@@ -47,14 +47,18 @@ def _libtiff_path() -> str | None:
     return next(iter(sorted(paths)), None) if len(paths) == 1 else None
 
 
-def _text(module: bytes | None, fmt: bytes | None, args: int | None, libc) -> str:
+def _format(fmt: bytes | None, args: int | None, libc) -> str:
+    if not fmt:
+        return ""
     buffer = ctypes.create_string_buffer(1024)
     libc.vsnprintf(buffer, len(buffer), fmt, ctypes.c_void_p(args))
     message = buffer.value.decode("utf-8", "replace").strip()
+    return message[len(_PILLOW_NAME) + 2:] if message.startswith(_PILLOW_NAME + ": ") else message
+
+
+def _module(module: bytes | None) -> str:
     name = module.decode("utf-8", "replace") if module else ""
-    if message.startswith(_PILLOW_NAME + ": "):
-        message = message[len(_PILLOW_NAME) + 2:]
-    return f"{name}: {message}" if name and name != _PILLOW_NAME else message
+    return "" if name == _PILLOW_NAME else name
 
 
 def _install() -> bool:
@@ -71,12 +75,13 @@ def _install() -> bool:
 
     def handler(kind: str):
         def on_message(module, fmt, args) -> None:
-            text = _text(module, fmt, args, libc)
+            name, message = _module(module), _format(fmt, args, libc)
             messages = getattr(_local, "messages", None)
             if messages is not None:
-                getattr(messages, kind).append(text)
+                getattr(messages, kind).append(f"{name}: {message}" if name else message)
             else:  # not a read of ours: as libtiff itself would print it
-                sys.stderr.write(f"{'Warning, ' if kind == 'warnings' else ''}{text}.\n")
+                warning = "Warning, " if kind == "warnings" else ""
+                sys.stderr.write(f"{name}: {warning}{message}.\n" if name else f"{warning}{message}.\n")
         return _HANDLER(on_message)
 
     errors, warnings = handler("errors"), handler("warnings")

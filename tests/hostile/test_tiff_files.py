@@ -147,3 +147,21 @@ def test_a_16_bit_colour_tiff_as_tall_as_its_samples_keeps_its_axes(tmp_path):
     path = tmp_path / "tiny.tif"
     tifffile.imwrite(path, deep, photometric="rgb")
     assert np.array_equal(imagefiles.read_image(path).pixels, deep)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="libtiff's messages are caught on Linux only")
+def test_libtiffs_messages_outside_uprights_reads_still_reach_stderr(tmp_path):
+    """The handlers are the process's: a program that decodes a TIFF itself, with Pillow,
+    after upright read one, still hears libtiff as it did."""
+    data = bytearray(_tiff(Image.fromarray(_picture()), compression="tiff_lzw"))
+    start, count = _segment(bytes(data))
+    data[start + count // 2:start + count // 2 + 8] = np.random.default_rng(3).integers(
+        0, 255, 8, dtype=np.uint8).tobytes()
+    (tmp_path / "damaged.tif").write_bytes(bytes(data))
+    (tmp_path / "whole.tif").write_bytes(_tiff(Image.fromarray(_picture()), compression="tiff_lzw"))
+    code = ("import sys; from PIL import Image; from upright import imagefiles\n"
+            "imagefiles.read_image(sys.argv[1])\n"
+            "try:\n    Image.open(sys.argv[2]).load()\nexcept OSError:\n    pass\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "whole.tif"),
+                           str(tmp_path / "damaged.tif")], capture_output=True, text=True, timeout=120)
+    assert "Using code not yet in table." in done.stderr

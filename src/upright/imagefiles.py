@@ -30,7 +30,7 @@ from upright.jpegencode import encode_jpeg
 from upright.pngcheck import EXTRA_DATA, copy_pixel_chunks, has_other_chunks, png_stream_problem
 from upright.pngstream import write_png
 from upright.prepare import CONVERTED_MODES
-from upright.tiffcheck import tiff_deflate_problem, tiff_jpeg_problem, tiff_layout_problem
+from upright.tiffcheck import tiff_problem
 
 # Pillow warns (a UserWarning on stderr, without the file's name) where it skips a damaged
 # EXIF or TIFF tag; the image reads all the same, and the tags it could read travel on.
@@ -384,8 +384,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int | N
         # A TIFF's strips must cover its size, and a JPEG-compressed one's are judged first
         # (upright.tiffcheck): the decoders leave what is missing black, and libtiff does not
         # pass on libjpeg's warnings.
-        problem = (tiff_layout_problem(path, opened.tag_v2) or tiff_jpeg_problem(path, opened.tag_v2)
-                   or tiff_deflate_problem(path, opened.tag_v2) if opened.format == "TIFF" else None)
+        problem = tiff_problem(path, opened.tag_v2) if opened.format == "TIFF" else None
         if problem:
             raise ImageFileError(f"{path}: corrupt TIFF ({problem})")
         fast = _read_plain_jpeg(path, opened, scale)

@@ -127,16 +127,16 @@ def png_stream_problem(path: str | Path, extra_data_ok: bool = True, inflate_dat
 _PIXEL_CHUNKS = {b"IHDR", b"IDAT", b"IEND"}
 
 
-def _chunks(f: BinaryIO) -> Iterator[tuple[int, bytes, bytes]]:
-    """(offset, kind, 8-byte header) of each chunk of an open PNG, to its end chunk; the
-    file is left at the chunk's data."""
+def _chunks(f: BinaryIO) -> Iterator[tuple[bytes, bytes]]:
+    """(kind, 8-byte header) of each chunk of an open PNG, to its end chunk; the file is
+    left at the chunk's data."""
     f.seek(len(SIGNATURE))
     while True:
         at, header = f.tell(), f.read(8)
         if len(header) < 8:
             return
         length, kind = struct.unpack(">I4s", header)
-        yield at, kind, header
+        yield kind, header
         if kind == b"IEND":
             return
         f.seek(at + 8 + length + 4)
@@ -145,7 +145,7 @@ def _chunks(f: BinaryIO) -> Iterator[tuple[int, bytes, bytes]]:
 def has_other_chunks(path: str | Path) -> bool:
     """Whether the PNG at ``path`` has chunks besides its header, image data and end."""
     with open(path, "rb") as f:
-        return any(kind not in _PIXEL_CHUNKS for _, kind, _ in _chunks(f))
+        return any(kind not in _PIXEL_CHUNKS for kind, _ in _chunks(f))
 
 
 def copy_pixel_chunks(path: str | Path, target: BinaryIO) -> None:
@@ -157,7 +157,7 @@ def copy_pixel_chunks(path: str | Path, target: BinaryIO) -> None:
     judged, here."""
     target.write(SIGNATURE)
     with open(path, "rb") as f:
-        for _, kind, header in _chunks(f):
+        for kind, header in _chunks(f):
             if kind not in _PIXEL_CHUNKS:
                 continue
             target.write(header)

@@ -2,7 +2,9 @@
 
 A TIFF whose strips or tiles do not cover the size its header gives (a damaged
 RowsPerStrip, ImageLength or ImageWidth) decodes with the missing parts black, in silence,
-in Pillow and tifffile alike: ``tiff_layout_problem`` counts them first.
+in Pillow and tifffile alike: ``tiff_layout_problem`` counts them first. libtiff stops
+inflating a deflate strip once it has its rows and never checks the stream's end:
+``tiff_deflate_problem`` does. ``tiff_problem`` runs every check.
 
 libtiff hands each strip or tile of a JPEG-compressed TIFF (compression 7) to libjpeg,
 which meets lost or overwritten bytes with a warning that libtiff does not pass on: Pillow
@@ -14,6 +16,7 @@ JPEG of its own, its tables kept once in the JPEGTables tag, so TurboJPEG can ju
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,30 +39,58 @@ def _as_tuple(value: Any) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
-def _segments(tags: Any) -> tuple[bool, tuple, tuple]:
-    """(tiled, offsets, byte counts) of the strips or tiles."""
+@dataclass(frozen=True)
+class _Layout:
+    """Where a TIFF's first image keeps its pixels, from Pillow's ``tag_v2``."""
+
+    width: int
+    height: int
+    samples: int
+    planes: int  # the samples where each is kept apart (planar configuration 2), else 1
+    tiled: bool
+    offsets: tuple
+    counts: tuple
+    segment_width: int  # a strip's (the image's) or a tile's
+    segment_rows: int  # a strip's (RowsPerStrip, at most the height) or a tile's
+
+    @property
+    def part(self) -> str:
+        return "tile" if self.tiled else "strip"
+
+
+def _layout(tags: Any) -> _Layout:
+    width, height = int(tags.get(_TAGS["width"], 0)), int(tags.get(_TAGS["height"], 0))
+    samples = int(tags.get(_TAGS["samples"], 1))
     tiled = _TAGS["tile_offsets"] in tags
-    offsets = _as_tuple(tags.get(_TAGS["tile_offsets" if tiled else "strip_offsets"], ()))
-    counts = _as_tuple(tags.get(_TAGS["tile_counts" if tiled else "strip_counts"], ()))
-    return tiled, offsets, counts
+    if tiled:
+        segment_width, rows = int(tags.get(_TAGS["tile_width"], 0)), int(tags.get(_TAGS["tile_height"], 0))
+    else:
+        segment_width, rows = width, min(int(tags.get(_TAGS["rows_per_strip"], height) or height), height)
+    return _Layout(width, height, samples, samples if tags.get(_TAGS["planar"], 1) == 2 else 1, tiled,
+                   _as_tuple(tags.get(_TAGS["tile_offsets" if tiled else "strip_offsets"], ())),
+                   _as_tuple(tags.get(_TAGS["tile_counts" if tiled else "strip_counts"], ())),
+                   segment_width, rows)
+
+
+def tiff_problem(path: str | Path, tags: Any) -> str | None:
+    """What is wrong with the TIFF at ``path`` (``tags``: Pillow's ``tag_v2`` of its first
+    image) before any decoder reads it (a phrase for an error message), or None."""
+    return (tiff_layout_problem(path, tags) or tiff_jpeg_problem(path, tags)
+            or tiff_deflate_problem(path, tags))
 
 
 def tiff_layout_problem(path: str | Path, tags: Any) -> str | None:
-    """What is wrong with where the TIFF at ``path`` keeps its pixels (``tags``: Pillow's
-    ``tag_v2``), or None: fewer strips or tiles than its size needs, or one that runs past
-    the end of the file."""
-    width, height = int(tags.get(_TAGS["width"], 0)), int(tags.get(_TAGS["height"], 0))
-    planes = int(tags.get(_TAGS["samples"], 1)) if tags.get(_TAGS["planar"], 1) == 2 else 1
-    tiled, offsets, counts = _segments(tags)
-    if tiled:
-        tile_w, tile_h = int(tags.get(_TAGS["tile_width"], 0)), int(tags.get(_TAGS["tile_height"], 0))
-        if not tile_w or not tile_h:
+    """What is wrong with where the TIFF at ``path`` keeps its pixels, or None: fewer strips
+    or tiles than its size needs, or one that runs past the end of the file."""
+    layout = _layout(tags)
+    width, height, offsets, counts = layout.width, layout.height, layout.offsets, layout.counts
+    if layout.tiled:
+        if not layout.segment_width or not layout.segment_rows:
             return "tiles without a tile size"
-        needed = planes * -(-width // tile_w) * -(-height // tile_h)
+        needed = layout.planes * -(-width // layout.segment_width) * -(-height // layout.segment_rows)
     else:
-        rows = min(int(tags.get(_TAGS["rows_per_strip"], height) or height), height) or 1
-        needed = planes * -(-height // rows)
-    part = "tiles" if tiled else "strips"
+        needed = layout.planes * -(-height // (layout.segment_rows or 1))
+    part = f"{layout.part}s"
     # (libtiff estimates byte counts a file lacks: only the offsets are then counted)
     present = min(len(offsets), len(counts)) if counts else len(offsets)
     if present < needed:
@@ -69,7 +100,7 @@ def tiff_layout_problem(path: str | Path, tags: Any) -> str | None:
     size = Path(path).stat().st_size
     for n, (offset, count) in enumerate(zip(offsets[:needed], counts[:needed], strict=True)):
         if int(offset) + int(count) > size:
-            return f"{part[:-1]} {n} runs past the end of the file"
+            return f"{layout.part} {n} runs past the end of the file"
     return None
 
 
@@ -79,21 +110,20 @@ def tiff_jpeg_problem(path: str | Path, tags: Any) -> str | None:
     whole data, or a JPEG TurboJPEG cannot judge (an unusual chroma subsampling)."""
     if tags.get(_TAGS["compression"]) != JPEG_COMPRESSION:
         return None
-    samples = int(tags.get(_TAGS["samples"], 1))
-    components = 1 if tags.get(_TAGS["planar"], 1) == 2 else samples
+    layout = _layout(tags)
+    components = layout.samples // layout.planes
     colourspace = _COLOURSPACES.get(components)
     if colourspace is None:
         return None
-    tiled, offsets, counts = _segments(tags)
+    offsets, counts, part = layout.offsets, layout.counts, layout.part
     # Each JPEG is as wide as the image (a strip) or as a tile: libtiff leaves the rest black.
-    expected_width = int(tags.get(_TAGS["tile_width" if tiled else "width"], 0))
+    expected_width = layout.segment_width
     if len(offsets) != len(counts):
-        return f"{len(offsets)} {'tile' if tiled else 'strip'} offsets but {len(counts)} byte counts"
+        return f"{len(offsets)} {part} offsets but {len(counts)} byte counts"
     tables = tags.get(_TAGS["tables"]) or b""
     # The tables' own stream ends with an end marker, and each strip starts with a start marker.
     end = tables.rfind(_EOI) if isinstance(tables, bytes) else -1
     head = tables[:end] if end > 0 else b""
-    part = "tile" if tiled else "strip"
     with open(path, "rb") as f:
         for n, (offset, count) in enumerate(zip(offsets, counts, strict=True)):
             if not count:  # a sparse file's empty tile: no JPEG to judge here (libtiff's to refuse)
@@ -110,7 +140,7 @@ def tiff_jpeg_problem(path: str | Path, tags: Any) -> str | None:
             except ValueError:
                 frame_width = None  # (check_jpeg says why)
             # (planes kept apart may hold subsampled chroma: narrower by design)
-            if frame_width not in (None, expected_width) and components == samples:
+            if frame_width not in (None, expected_width) and layout.planes == 1:
                 return f"{part} {n} is {frame_width} pixels wide, not {expected_width}"
             try:
                 check_jpeg(stream, colourspace)
@@ -129,21 +159,17 @@ def tiff_deflate_problem(path: str | Path, tags: Any) -> str | None:
     end or checksum, so a strip whose second half was lost decodes to one colour there."""
     if tags.get(_TAGS["compression"]) not in DEFLATE_COMPRESSIONS:
         return None
-    width, height = int(tags.get(_TAGS["width"], 0)), int(tags.get(_TAGS["height"], 0))
-    samples = int(tags.get(_TAGS["samples"], 1))
-    per_plane = 1 if tags.get(_TAGS["planar"], 1) == 2 else samples
+    layout = _layout(tags)
+    height, rows, offsets, counts, part = (layout.height, layout.segment_rows, layout.offsets,
+                                          layout.counts, layout.part)
     bits = max(_as_tuple(tags.get(_TAGS["bits"], 1)))
-    tiled, offsets, counts = _segments(tags)
-    if tiled:
-        seg_w, rows = int(tags.get(_TAGS["tile_width"], 0)), int(tags.get(_TAGS["tile_height"], 0))
-    else:
-        seg_w, rows = width, min(int(tags.get(_TAGS["rows_per_strip"], height) or height), height)
-    needed = rows * -(-seg_w * per_plane * bits // 8)  # bytes a whole strip or tile inflates to
+    # bytes a whole strip or tile inflates to
+    needed = rows * -(-layout.segment_width * (layout.samples // layout.planes) * bits // 8)
     # YCbCr with its chroma subsampled packs blocks of pixels in fewer bytes: the stream's end
     # is checked, not its length.
     subsampled = tags.get(_TAGS["photometric"]) == 6 and tuple(
         _as_tuple(tags.get(_TAGS["ycbcr_subsampling"], (2, 2)))) != (1, 1)
-    part = "tile" if tiled else "strip"
+    tiled = layout.tiled
     per_column = -(-height // rows) if rows else 1
     with open(path, "rb") as f:
         for n, (offset, count) in enumerate(zip(offsets, counts, strict=False)):
